@@ -1,0 +1,31 @@
+# fairseq_partitioned: set-up, tests, quickstart, benchmark.
+# `make setup` is idempotent: it (re)creates only what is missing from .venv/.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.setup-done
+
+.PHONY: setup test quickstart bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	# torch first, pinned: a bare `torch` would pull a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q "numpy<2.5" cython
+	# fairseq-fixed pins torchaudio, which would replace the CPU torch: install without deps,
+	# then its real needs.
+	$(PY) -c "import fairseq" 2>/dev/null || $(PIP) install -q --no-deps --no-build-isolation fairseq-fixed==0.12.3.1
+	$(PIP) install -q hydra-core==1.3.2 omegaconf==2.3.0 bitarray scikit-learn sacrebleu regex tqdm cffi packaging \
+		pytest sacremoses subword-nmt matplotlib
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

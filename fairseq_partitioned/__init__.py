@@ -1,0 +1,12 @@
+"""fairseq_partitioned: ATS (alternating training) and GaP (grow-and-prune) as a fairseq plugin.
+
+Importing the package registers its task and optimizer with fairseq (``--user-dir fairseq_partitioned``).
+"""
+import os
+
+# torch >= 2.6 loads with weights_only=True, which fairseq's checkpoints (they hold configs) fail;
+# torch reads this variable at every load. Respect a value the user set.
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+from . import modules, optim, schedules, tasks  # noqa: E402,F401
+from .version import fairseq_distribution  # noqa: E402,F401

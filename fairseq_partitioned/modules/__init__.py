@@ -1,0 +1,11 @@
+from .levels import LevelledModule, PartitioningMismatch  # noqa: F401
+from .partitioned_linear import PartitionedLinear  # noqa: F401
+from .partitioned_rank_linear import PartitionedRankLinear  # noqa: F401
+from .partitioning import (  # noqa: F401
+    MODULE_KINDS,
+    PartitionSpec,
+    parameter_counts,
+    partition_model,
+    partitioned_modules,
+    set_level,
+)

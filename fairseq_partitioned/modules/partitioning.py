@@ -1,0 +1,141 @@
+"""Turn any fairseq Transformer into a partitioned one (ATS paper sec. 5, DESIGN.md).
+
+Partitioned: fc1/fc2 of every encoder and decoder layer and the key/query projections of every
+attention layer. Shared with the core (level 1): everything else.
+"""
+import logging
+from dataclasses import dataclass
+from typing import Dict, Iterator, Optional, Tuple
+
+from fairseq.modules import MultiheadAttention
+from torch import nn
+
+from .levels import LevelledModule
+from .partitioned_linear import PartitionedLinear
+from .partitioned_rank_linear import PartitionedRankLinear
+
+logger = logging.getLogger(__name__)
+
+MODULE_KINDS = ("PartitionedLinear", "PartitionedRankLinear")
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """How a model is partitioned; saved in every checkpoint (task state) and checked on load."""
+
+    module_name: str
+    small_ratios: Tuple[float, ...]
+    built_levels: int
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.small_ratios) + 1
+
+    def to_dict(self) -> Dict:
+        return {
+            "module_name": self.module_name,
+            "small_ratios": list(self.small_ratios),
+            "built_levels": self.built_levels,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Dict) -> "PartitionSpec":
+        return cls(d["module_name"], tuple(float(r) for r in d["small_ratios"]), int(d["built_levels"]))
+
+    def describe(self) -> str:
+        ratios = ",".join(f"{r:g}" for r in self.small_ratios)
+        return (
+            f"--partitioned-linear-module-name {self.module_name} --small-ratio {ratios} "
+            f"(levels 1..{self.built_levels} of {self.num_levels})"
+        )
+
+
+def _make(spec: PartitionSpec, linear: nn.Linear, partition="out", groups=1) -> LevelledModule:
+    if spec.module_name == "PartitionedRankLinear":
+        return PartitionedRankLinear.from_linear(linear, spec.small_ratios, spec.built_levels)
+    return PartitionedLinear.from_linear(
+        linear, spec.small_ratios, partition=partition, groups=groups, built_levels=spec.built_levels
+    )
+
+
+def _plain_linear(module) -> bool:
+    return type(module) is nn.Linear
+
+
+def partition_model(model: nn.Module, spec: PartitionSpec) -> nn.Module:
+    """Replace, in place, the FFN and key/query projections of ``model`` by partitioned layers."""
+    if spec.module_name not in MODULE_KINDS:
+        raise ValueError(
+            f"--partitioned-linear-module-name must be one of {', '.join(MODULE_KINDS)}, "
+            f"got {spec.module_name!r}"
+        )
+    n_ffn = n_attn = 0
+    for name, module in list(model.named_modules()):
+        if isinstance(module, MultiheadAttention):
+            for proj in ("q_proj", "k_proj"):
+                linear = getattr(module, proj)
+                if not _plain_linear(linear):
+                    raise ValueError(
+                        f"{name}.{proj} is {type(linear).__name__}, not nn.Linear: quantization noise "
+                        "(--quant-noise-pq) cannot be combined with a partitioned model"
+                    )
+                setattr(module, proj, _make(spec, linear, "out", module.num_heads))
+            # fairseq's documented switch away from the fused torch attention, which reads
+            # q_proj.weight directly; the partitioned projections must be called as modules.
+            module._set_skip_embed_dim_check()
+            n_attn += 1
+        elif hasattr(module, "fc1") and hasattr(module, "fc2"):
+            if not (_plain_linear(module.fc1) and _plain_linear(module.fc2)):
+                raise ValueError(
+                    f"{name}.fc1/fc2 are not nn.Linear: quantization noise (--quant-noise-pq) cannot "
+                    "be combined with a partitioned model"
+                )
+            if spec.module_name == "PartitionedLinear" and getattr(module, "ffn_layernorm", None) is not None:
+                raise ValueError(
+                    f"{name}: --scale-fc (a LayerNorm over the FFN hidden units) cannot be combined with "
+                    "--partitioned-linear-module-name PartitionedLinear, whose core drops hidden units"
+                )
+            module.fc1 = _make(spec, module.fc1, "out")
+            module.fc2 = _make(spec, module.fc2, "in")
+            n_ffn += 1
+    if n_ffn == 0 and n_attn == 0:
+        raise ValueError(
+            f"{type(model).__name__} has no Transformer FFN (fc1/fc2) or MultiheadAttention to partition"
+        )
+    # Tag every parameter with the lowest level that uses it (1 = core and shared). fairseq itself tags
+    # parameters with attributes (``param_group``, ``expert``); the tags survive .to()/.half().
+    for p in model.parameters():
+        p.partition_level = 1
+    for module in partitioned_modules(model):
+        levels = module.param_levels()
+        for local, p in module.named_parameters():
+            p.partition_level = levels[local]
+    return model
+
+
+def partitioned_modules(model: nn.Module) -> Iterator[LevelledModule]:
+    return (m for m in model.modules() if isinstance(m, LevelledModule))
+
+
+def set_level(modules, level: int):
+    for m in modules:
+        m.set_level(level)
+
+
+def parameter_counts(model: nn.Module) -> Dict[str, Optional[int]]:
+    """Parameters used at each built level, and of the full network merged into a plain Transformer."""
+    modules = list(partitioned_modules(model))
+    built = min(m.built_levels for m in modules)
+    counts: Dict[str, Optional[int]] = {
+        f"level{level}": sum(p.numel() for p in model.parameters() if p.partition_level <= level)
+        for level in range(1, built + 1)
+    }
+    counts["merged_full"] = None
+    if all(m.built_levels == m.num_levels for m in modules):
+        partitioned = sum(p.numel() for m in modules for p in m.parameters())
+        dense = sum(
+            m.out_features * m.in_features + (m.out_features if m.merged_bias() is not None else 0)
+            for m in modules
+        )
+        counts["merged_full"] = sum(p.numel() for p in model.parameters()) - partitioned + dense
+    return counts

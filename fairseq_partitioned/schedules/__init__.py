@@ -1,0 +1,1 @@
+from .alternating import level_for_update  # noqa: F401

@@ -1,0 +1,1 @@
+from .translation_with_partitioned_model import TranslationWithPartitionedModelTask  # noqa: F401

@@ -1,0 +1,282 @@
+"""Translation with a partitioned model: ATS (Mohtashami, Jaggi, Stich, AISTATS 2022, Algorithm 1).
+
+fairseq's translation task, whose model has a predefined core (level 1) inside the full network
+(level L). Each update trains one level, chosen by the schedule from the update number; the forward
+pass runs at that level and the optimizer's update mask leaves the other parameters untouched.
+Validation reports the loss of the full network and of the core (``valid_core_loss``).
+"""
+import logging
+import math
+import os
+from dataclasses import dataclass, field, replace
+from typing import List, Optional
+
+import torch
+from fairseq import metrics
+from fairseq.dataclass import ChoiceEnum
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
+
+from ..modules import (
+    MODULE_KINDS,
+    PartitionSpec,
+    parameter_counts,
+    partition_model,
+    partitioned_modules,
+    set_level,
+)
+from ..optim import find_partitioned_optimizer
+from ..schedules import level_for_update
+from ..version import fairseq_distribution
+
+logger = logging.getLogger(__name__)
+
+TASK_NAME = "translation_with_partitioned_model"
+
+
+@dataclass
+class TranslationWithPartitionedModelConfig(TranslationConfig):
+    alternate: bool = field(
+        default=False,
+        metadata={"help": "alternate updates of the full network (even updates) and of the core (odd)"},
+    )
+    alternate_lr_coef: float = field(
+        default=1.0, metadata={"help": "learning-rate multiplier on core updates of --alternate"}
+    )
+    max_level: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "highest level to build, train and evaluate: 1 = the core alone, "
+            "default = the full network"
+        },
+    )
+    small_ratio: str = field(
+        default="0.25",
+        metadata={
+            "help": "r in (0, 1]: rank (PartitionedRankLinear) or width (PartitionedLinear) of the core "
+            "as a fraction of the full layer; a comma-separated increasing list gives nested cores "
+            "(levels 1..L-1)"
+        },
+    )
+    partitioned_linear_module_name: ChoiceEnum(list(MODULE_KINDS)) = field(
+        default="PartitionedRankLinear",
+        metadata={"help": "low-rank core (PartitionedRankLinear) or small-width core (PartitionedLinear)"},
+    )
+    # Read from the rest of the configuration (no flags of their own).
+    restore_file: str = II("checkpoint.restore_file")
+    save_dir: str = II("checkpoint.save_dir")
+    distributed_world_size: int = II("distributed_training.distributed_world_size")
+    ddp_backend: str = II("distributed_training.ddp_backend")
+    find_unused_parameters: bool = II("distributed_training.find_unused_parameters")
+
+
+def parse_small_ratios(value) -> tuple:
+    try:
+        ratios = tuple(float(r) for r in str(value).split(","))
+    except ValueError:
+        raise ValueError(f"--small-ratio must be a number or a comma-separated list, got {value!r}")
+    for r in ratios:
+        if not 0 < r <= 1:
+            raise ValueError(f"--small-ratio must be in (0, 1], got {r:g}")
+    if any(b <= a for a, b in zip(ratios, ratios[1:])):
+        raise ValueError(f"--small-ratio list must be strictly increasing, got {value}")
+    return ratios
+
+
+@register_task(TASK_NAME, dataclass=TranslationWithPartitionedModelConfig)
+class TranslationWithPartitionedModelTask(TranslationTask):
+    cfg: TranslationWithPartitionedModelConfig
+
+    def __init__(self, cfg: TranslationWithPartitionedModelConfig, src_dict, tgt_dict):
+        super().__init__(cfg, src_dict, tgt_dict)
+        self.small_ratios = parse_small_ratios(cfg.small_ratio)
+        num_levels = len(self.small_ratios) + 1
+        if cfg.max_level is not None and not 1 <= cfg.max_level <= num_levels:
+            raise ValueError(
+                f"--max-level must be in 1..{num_levels} for --small-ratio {cfg.small_ratio}, "
+                f"got {cfg.max_level}"
+            )
+        if cfg.alternate and cfg.max_level == 1:
+            raise ValueError("--alternate needs a network above the core: drop --max-level 1")
+        if not cfg.alternate_lr_coef > 0:
+            raise ValueError(f"--alternate-lr-coef must be > 0, got {cfg.alternate_lr_coef}")
+        if cfg.alternate:
+            _check_data_parallel(cfg)
+        self.spec: Optional[PartitionSpec] = None  # of the model built last
+        self._checkpoint_spec: Optional[PartitionSpec] = None
+        dist, version = fairseq_distribution()
+        logger.info(f"fairseq_partitioned on {dist} {version}")
+
+    # ----------------------------------------------------------------------------- model
+    def build_model(self, cfg, from_checkpoint=False):
+        spec = self._spec_for_build(from_checkpoint)
+        if not from_checkpoint:
+            self._check_restore_file(spec)
+        model = super().build_model(cfg, from_checkpoint)
+        partition_model(model, spec)
+        self.spec = spec
+        counts = parameter_counts(model)
+        levels = ", ".join(
+            f"{'core' if k == 'level1' else k} {v:,}" for k, v in counts.items() if k != "merged_full"
+        )
+        merged = counts["merged_full"]
+        logger.info(
+            f"partitioned model ({spec.describe()}): parameters {levels}"
+            + (f"; full network as a standard Transformer {merged:,}" if merged else "")
+        )
+        return model
+
+    def _spec_for_build(self, from_checkpoint: bool) -> PartitionSpec:
+        cfg = self.cfg
+        ours = PartitionSpec(
+            str(cfg.partitioned_linear_module_name), self.small_ratios, len(self.small_ratios) + 1
+        )
+        if from_checkpoint and self._checkpoint_spec is not None:
+            saved = self._checkpoint_spec
+            if (saved.module_name, saved.small_ratios) != (ours.module_name, ours.small_ratios):
+                logger.info(f"using the checkpoint's partitioning: {saved.describe()}")
+            ours = saved
+        top = ours.built_levels if cfg.max_level is None else cfg.max_level
+        if top > ours.built_levels:
+            raise ValueError(
+                f"--max-level {top}: the checkpoint holds only levels 1..{ours.built_levels} "
+                f"({'the core' if ours.built_levels == 1 else 'a partial network'}); "
+                f"use --max-level {ours.built_levels}"
+            )
+        return replace(ours, built_levels=top)
+
+    def _check_restore_file(self, spec: PartitionSpec):
+        """A run resumed from a checkpoint of another partitioning fails here, before training."""
+        try:
+            restore_file, save_dir = self.cfg.restore_file, self.cfg.save_dir
+        except Exception:  # not part of a training configuration
+            return
+        if restore_file is None:
+            return
+        path = os.path.join(save_dir, restore_file) if restore_file == "checkpoint_last.pt" else restore_file
+        if not os.path.isfile(path):
+            return
+        saved = read_checkpoint_spec(path)
+        if saved is not None and saved != spec:
+            raise ValueError(
+                f"checkpoint {path} was trained with {saved.describe()}, but this run uses "
+                f"{spec.describe()}"
+            )
+
+    def state_dict(self):
+        state = dict(super().state_dict())
+        if self.spec is not None:
+            state["partition"] = self.spec.to_dict()
+        return state
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        saved = state_dict.pop("partition", None)
+        self._checkpoint_spec = None if saved is None else PartitionSpec.from_dict(saved)
+        super().load_state_dict(state_dict)
+
+    # -------------------------------------------------------------------------- training
+    @property
+    def top_level(self) -> int:
+        return self.spec.built_levels
+
+    def level_for_update(self, update_num: int) -> int:
+        return level_for_update(update_num, self.top_level, self.cfg.alternate)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if self.cfg.alternate and find_partitioned_optimizer(optimizer) is None:
+            raise ValueError("--alternate needs --optimizer adam_for_partitioned_model")
+        set_level(partitioned_modules(model), self.level_for_update(update_num))
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def optimizer_step(self, optimizer, model, update_num):
+        level = self.level_for_update(update_num)
+        inner = find_partitioned_optimizer(optimizer)
+        if inner is None:  # every parameter is active at every update (checked in train_step)
+            return super().optimizer_step(optimizer, model, update_num)
+        mask: List[bool] = [p.partition_level <= level for p in model.parameters() if p.requires_grad]
+        n_opt = sum(len(g["params"]) for g in inner.param_groups)
+        mask += [True] * max(0, n_opt - len(mask))  # the criterion's parameters, if it has any
+        inner.set_update_mask(mask)
+        coef = self.cfg.alternate_lr_coef if level < self.top_level else 1.0
+        if coef == 1.0:
+            return optimizer.step()
+        lr = optimizer.get_lr()
+        optimizer.set_lr(lr * coef)
+        try:
+            optimizer.step()
+        finally:
+            optimizer.set_lr(lr)
+
+    # ------------------------------------------------------------------------ evaluation
+    def valid_step(self, sample, model, criterion):
+        modules = list(partitioned_modules(model))
+        lower = {}
+        model.eval()
+        for level in range(1, self.top_level):
+            set_level(modules, level)
+            with torch.no_grad():
+                _, _, log = criterion(model, sample)
+            name = _level_name(level)
+            lower[f"{name}_loss"] = log["loss"]
+            if "nll_loss" in log:
+                lower[f"{name}_nll_loss"] = log["nll_loss"]
+        set_level(modules, self.top_level)
+        loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
+        logging_output.update(lower)
+        return loss, sample_size, logging_output
+
+    def reduce_metrics(self, logging_outputs, criterion):
+        super().reduce_metrics(logging_outputs, criterion)
+        sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
+        ntokens = sum(log.get("ntokens", 0) for log in logging_outputs)
+        for level in range(1, (self.top_level if self.spec else 1)):
+            name = _level_name(level)
+            if not any(f"{name}_loss" in log for log in logging_outputs):
+                continue
+            loss = sum(log.get(f"{name}_loss", 0) for log in logging_outputs)
+            metrics.log_scalar(f"{name}_loss", loss / max(sample_size, 1) / math.log(2), sample_size, round=3)
+            if any(f"{name}_nll_loss" in log for log in logging_outputs):
+                nll = sum(log.get(f"{name}_nll_loss", 0) for log in logging_outputs)
+                metrics.log_scalar(f"{name}_nll_loss", nll / max(ntokens, 1) / math.log(2), ntokens, round=3)
+
+    def inference_step(self, generator, models, sample, prefix_tokens=None, constraints=None):
+        for model in models:
+            set_level(partitioned_modules(model), self.top_level if self.spec else 1)
+        return super().inference_step(generator, models, sample, prefix_tokens, constraints)
+
+
+def _level_name(level: int) -> str:
+    return "core" if level == 1 else f"level{level}"
+
+
+def _check_data_parallel(cfg):
+    """A core update leaves the extension out of the graph (DESIGN.md)."""
+    try:
+        world, backend, find_unused = (
+            cfg.distributed_world_size,
+            cfg.ddp_backend,
+            cfg.find_unused_parameters,
+        )
+    except Exception:
+        return
+    if world is None or world <= 1:
+        return
+    if backend in ("c10d", "pytorch_ddp") and not find_unused:
+        raise ValueError(
+            f"--alternate with --ddp-backend {backend} needs --find-unused-parameters "
+            "(or use --ddp-backend legacy_ddp)"
+        )
+    if backend in ("fully_sharded", "slowmo"):
+        raise ValueError(f"--alternate does not support --ddp-backend {backend}; use legacy_ddp or c10d")
+
+
+def read_checkpoint_spec(path: str) -> Optional[PartitionSpec]:
+    """The partitioning a checkpoint was trained with (None for a checkpoint of another task)."""
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except (RuntimeError, ValueError):  # not a zip-format file: load it whole
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    saved = (state.get("task_state") or {}).get("partition")
+    return None if saved is None else PartitionSpec.from_dict(saved)

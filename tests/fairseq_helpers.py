@@ -1,0 +1,107 @@
+"""Small helpers in the shape of fairseq's own tests/utils.py (which fairseq does not package).
+
+Dummy parallel data, fairseq-preprocess, fairseq-train and fairseq-generate, run in-process through
+fairseq's CLI entry points so a test exercises exactly what a user's command line does.
+"""
+import contextlib
+import io
+import os
+import random
+import sys
+from typing import List, Optional
+
+import torch
+from fairseq import distributed_utils, options
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fairseq_partitioned")
+
+TINY_ARCH = [
+    "--arch", "transformer",
+    "--encoder-layers", "2", "--decoder-layers", "2",
+    "--encoder-embed-dim", "16", "--decoder-embed-dim", "16",
+    "--encoder-ffn-embed-dim", "32", "--decoder-ffn-embed-dim", "32",
+    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+]
+
+
+def create_dummy_data(data_dir: str, num_examples: int = 100, maxlen: int = 12, seed: int = 0):
+    """A learnable toy task: the target is the source with each letter shifted by one."""
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrst"
+    for split, n in (("train", num_examples), ("valid", num_examples // 4), ("test", num_examples // 4)):
+        with open(os.path.join(data_dir, f"{split}.in"), "w") as src, open(
+            os.path.join(data_dir, f"{split}.out"), "w"
+        ) as tgt:
+            for _ in range(n):
+                words = [rng.choice(letters) for _ in range(rng.randint(2, maxlen))]
+                src.write(" ".join(words) + "\n")
+                tgt.write(" ".join(letters[(letters.index(w) + 1) % len(letters)] for w in words) + "\n")
+
+
+def preprocess_translation_data(data_dir: str, extra_flags: Optional[List[str]] = None):
+    from fairseq_cli import preprocess
+
+    parser = options.get_preprocessing_parser()
+    args = parser.parse_args(
+        [
+            "--source-lang", "in", "--target-lang", "out",
+            "--trainpref", os.path.join(data_dir, "train"),
+            "--validpref", os.path.join(data_dir, "valid"),
+            "--testpref", os.path.join(data_dir, "test"),
+            "--thresholdtgt", "0", "--thresholdsrc", "0",
+            "--destdir", data_dir,
+        ]
+        + (extra_flags or [])
+    )
+    preprocess.main(args)
+
+
+def train_args(data_dir: str, extra_flags: List[str], task: str = "translation_with_partitioned_model"):
+    return [
+        "--user-dir", PLUGIN_DIR,
+        "--task", task,
+        data_dir,
+        "--save-dir", data_dir,
+        "--optimizer", "adam_for_partitioned_model" if task != "translation" else "adam",
+        "--lr", "0.005", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4",
+        "--max-tokens", "500", "--max-epoch", "1",
+        "--no-progress-bar", "--log-interval", "1", "--log-format", "simple",
+        "--num-workers", "0", "--cpu", "--seed", "1",
+        "--no-epoch-checkpoints",
+    ] + TINY_ARCH + extra_flags
+
+
+def train_translation_model(data_dir: str, extra_flags: List[str], task="translation_with_partitioned_model"):
+    from fairseq_cli import train
+
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, train_args(data_dir, extra_flags, task))
+    cfg = convert_namespace_to_omegaconf(args)
+    distributed_utils.call_main(cfg, train.main)
+
+
+def generate_main(data_dir: str, extra_flags: List[str], path: Optional[str] = None, user_dir=True) -> str:
+    """Run fairseq-generate; returns what it printed (hypotheses, then the BLEU line)."""
+    from fairseq_cli import generate
+
+    parser = options.get_generation_parser()
+    argv = [
+        data_dir,
+        "--path", path or os.path.join(data_dir, "checkpoint_last.pt"),
+        "--beam", "2", "--max-len-b", "20", "--batch-size", "8",
+        "--num-workers", "0", "--cpu", "--gen-subset", "valid",
+    ]
+    if user_dir:
+        argv = ["--user-dir", PLUGIN_DIR, "--task", "translation_with_partitioned_model"] + argv
+    args = options.parse_args_and_arch(parser, argv + extra_flags)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        generate.main(args)
+    return out.getvalue()
+
+
+def hypotheses(generate_output: str) -> List[str]:
+    """The H- lines of fairseq-generate's output, ordered by sentence id."""
+    rows = [line.split("\t") for line in generate_output.splitlines() if line.startswith("H-")]
+    return [r[2] for r in sorted(rows, key=lambda r: int(r[0][2:]))]
