@@ -57,12 +57,12 @@ def preprocess_translation_data(data_dir: str, extra_flags: Optional[List[str]] 
     preprocess.main(args)
 
 
-def train_args(data_dir: str, extra_flags: List[str], task: str = "translation_with_partitioned_model"):
+def train_args(data_dir: str, extra_flags: List[str], task="translation_with_partitioned_model", save_dir=None):
     return [
         "--user-dir", PLUGIN_DIR,
         "--task", task,
         data_dir,
-        "--save-dir", data_dir,
+        "--save-dir", save_dir or data_dir,
         "--optimizer", "adam_for_partitioned_model" if task != "translation" else "adam",
         "--lr", "0.005", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4",
         "--max-tokens", "500", "--max-epoch", "1",
@@ -72,11 +72,13 @@ def train_args(data_dir: str, extra_flags: List[str], task: str = "translation_w
     ] + TINY_ARCH + extra_flags
 
 
-def train_translation_model(data_dir: str, extra_flags: List[str], task="translation_with_partitioned_model"):
+def train_translation_model(
+    data_dir: str, extra_flags: List[str], task="translation_with_partitioned_model", save_dir=None
+):
     from fairseq_cli import train
 
     parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, train_args(data_dir, extra_flags, task))
+    args = options.parse_args_and_arch(parser, train_args(data_dir, extra_flags, task, save_dir))
     cfg = convert_namespace_to_omegaconf(args)
     distributed_utils.call_main(cfg, train.main)
 

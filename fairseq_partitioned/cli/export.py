@@ -92,7 +92,7 @@ def export(path: str, level: str, output: str) -> dict:
         with open_dict(cfg):
             names = {f.name for f in fields(TranslationConfig)}
             task_cfg = {k: v for k, v in OmegaConf.to_container(cfg.task).items() if k in names}
-            cfg.task = OmegaConf.create({"_name": "translation", **task_cfg})
+            cfg.task = OmegaConf.create({**task_cfg, "_name": "translation"})
             optimizer = OmegaConf.to_container(cfg.optimizer) if cfg.optimizer is not None else None
             if optimizer is not None:
                 keep = ("adam_betas", "adam_eps", "weight_decay", "use_old_adam", "fp16_adam_stats", "tpu", "lr")

@@ -104,8 +104,9 @@ class PartitionedLinear(LevelledModule):
         steps = [n - n_prev for n_prev, n in zip((0,) + self.sizes[:-1], self.sizes)]
         if self.partition == "in":
             return torch.split(dense, steps, dim=1)
-        grouped = dense.reshape(self.groups, self.group_dim, -1)  # (H, head_dim, in)
-        return [p.reshape(self.groups * n, -1) for p, n in zip(torch.split(grouped, steps, 1), steps)]
+        tail = dense.shape[1:]  # (in,) for weights, (1,) for biases
+        grouped = dense.reshape(self.groups, self.group_dim, *tail)  # (H, head_dim, in)
+        return [p.reshape(self.groups * n, *tail) for p, n in zip(torch.split(grouped, steps, 1), steps)]
 
     def _join(self, blocks):
         if len(blocks) == 1:
@@ -115,7 +116,8 @@ class PartitionedLinear(LevelledModule):
         if self.groups == 1:
             return torch.cat(blocks, 0)
         tail = blocks[0].shape[1:]  # (in,) for weights, () for biases
-        return torch.cat([b.reshape(self.groups, -1, *tail) for b in blocks], 1).reshape(-1, *tail)
+        grouped = [b.reshape(self.groups, b.shape[0] // self.groups, *tail) for b in blocks]
+        return torch.cat(grouped, 1).reshape(self.out_features, *tail)
 
     def weight_at(self, level: int) -> torch.Tensor:
         return self._join(list(self.weight_blocks[:level]))
