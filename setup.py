@@ -9,6 +9,9 @@ setup(
     entry_points={
         "console_scripts": [
             "fairseq-partitioned-export = fairseq_partitioned.cli.export:cli_main",
+            "fairseq-partitioned-prune = fairseq_partitioned.cli.prune:cli_main",
+            "fairseq-partitioned-report = fairseq_partitioned.cli.report:cli_main",
+            "fairseq-partitioned-pgap = fairseq_partitioned.cli.pgap:cli_main",
         ],
     },
 )

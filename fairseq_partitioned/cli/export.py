@@ -6,23 +6,24 @@
         the small-width kind). Plain fairseq-generate loads it without --user-dir.
     fairseq-partitioned-export CKPT --level core --output OUT.pt
         the same checkpoint with the extension weights removed (level 1 only); load it with the plugin.
+    fairseq-partitioned-export GAP_CKPT --level full --output OUT.pt [--sparse-output OUT.sparse.pt]
+        a GaP checkpoint as a standard fairseq checkpoint, zeros in place; optionally also the weights in
+        compressed sparse form, with its size.
 """
 import argparse
 import logging
 import os
 import sys
-from dataclasses import fields
 from typing import Tuple
 
 import torch
-from fairseq import checkpoint_utils
 from fairseq.data import Dictionary
-from fairseq.tasks.translation import TranslationConfig
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 from torch import nn
 
 from ..modules import LevelledModule, PartitionSpec
 from ..tasks.translation_with_partitioned_model import TASK_NAME, TranslationWithPartitionedModelTask
+from .checkpoints import as_plain_translation, is_gap_checkpoint, load_checkpoint, mask_keys, save_checkpoint
 
 logger = logging.getLogger("fairseq_partitioned.export")
 
@@ -32,9 +33,7 @@ def load_partitioned(path: str, level: int = None) -> Tuple[dict, TranslationWit
 
     Dictionaries are stand-ins of the saved embedding sizes, so no data directory is needed.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = checkpoint_utils.load_checkpoint_to_cpu(path)
+    state = load_checkpoint(path)
     saved = (state.get("task_state") or {}).get("partition")
     if saved is None or state["cfg"]["task"]["_name"] != TASK_NAME:
         raise ValueError(f"{path} is not a checkpoint of --task {TASK_NAME}")
@@ -77,35 +76,29 @@ def to_standard_transformer(model: nn.Module) -> nn.Module:
     return model
 
 
-def export(path: str, level: str, output: str) -> dict:
+def export(path: str, level: str, output: str, sparse_output: str = None) -> dict:
     """Write the export; returns sizes and parameter counts for the report."""
     if level not in ("full", "core"):
         raise ValueError(f"--level must be 'full' or 'core', got {level!r}")
+    if is_gap_checkpoint(load_checkpoint(path)):
+        return _export_gap(path, level, output, sparse_output)
+    if sparse_output:
+        raise ValueError("--sparse-output is for GaP checkpoints (sparse weights)")
     state, task, model = load_partitioned(path, level=1 if level == "core" else None)
     spec = task.spec
     if level == "full" and spec.built_levels < spec.num_levels:
         raise ValueError(f"{path} holds only levels 1..{spec.built_levels}: it has no full network to export")
-    cfg = state["cfg"]
-    state.pop("last_optimizer_state", None)  # per-parameter state of the training model: does not apply
     if level == "full":
         to_standard_transformer(model)
-        with open_dict(cfg):
-            names = {f.name for f in fields(TranslationConfig)}
-            task_cfg = {k: v for k, v in OmegaConf.to_container(cfg.task).items() if k in names}
-            cfg.task = OmegaConf.create({**task_cfg, "_name": "translation"})
-            optimizer = OmegaConf.to_container(cfg.optimizer) if cfg.optimizer is not None else None
-            if optimizer is not None:
-                keep = ("adam_betas", "adam_eps", "weight_decay", "use_old_adam", "fp16_adam_stats", "tpu", "lr")
-                cfg.optimizer = OmegaConf.create({"_name": "adam", **{k: optimizer[k] for k in keep if k in optimizer}})
-            cfg.common.user_dir = None
-        state["task_state"] = {k: v for k, v in state["task_state"].items() if k != "partition"}
+        as_plain_translation(state)
     else:
-        with open_dict(cfg):
-            cfg.task.max_level = 1
-            cfg.task.alternate = False
+        state.pop("last_optimizer_state", None)  # per-parameter state of the training model
+        with open_dict(state["cfg"]):
+            state["cfg"].task.max_level = 1
+            state["cfg"].task.alternate = False
         state["task_state"] = task.state_dict()
     state["model"] = model.state_dict()
-    checkpoint_utils.torch_persistent_save(state, output)
+    save_checkpoint(state, output)
     return {
         "input_bytes": os.path.getsize(path),
         "output_bytes": os.path.getsize(output),
@@ -113,15 +106,55 @@ def export(path: str, level: str, output: str) -> dict:
     }
 
 
+def _export_gap(path: str, level: str, output: str, sparse_output: str = None) -> dict:
+    """A GaP model is a standard Transformer whose pruned weights are zero: drop masks and GaP state."""
+    if level != "full":
+        raise ValueError(f"{path} is a GaP (sparse) checkpoint: it has no core; use --level full")
+    state = load_checkpoint(path)
+    masks = {k[: -len("mask")] + "weight": state["model"][k] for k in mask_keys(state["model"])}
+    for name, mask in masks.items():
+        if torch.any(state["model"][name][~mask] != 0):
+            raise ValueError(f"{path}: {name} has nonzero weights where its mask is False")
+    state["model"] = {
+        k: v for k, v in state["model"].items()
+        if not (k.endswith(".mask") and k[: -len("mask")] + "weight" in masks) and not k.endswith("._extra_state")
+    }
+    as_plain_translation(state)
+    save_checkpoint(state, output)
+    report = {
+        "input_bytes": os.path.getsize(path),
+        "output_bytes": os.path.getsize(output),
+        "parameters": sum(v.numel() for v in state["model"].values() if torch.is_tensor(v)),
+    }
+    if sparse_output:
+        # Prunable matrices in compressed sparse row form (values, column indices, row pointers),
+        # everything else dense: what a sparse deployment stores.
+        sparse = {k: (_csr32(v) if k in masks else v) for k, v in state["model"].items()}
+        save_checkpoint({"model": sparse, "format": "prunable weights as torch.sparse_csr"}, sparse_output)
+        report["sparse_bytes"] = os.path.getsize(sparse_output)
+    return report
+
+
+def _csr32(dense: torch.Tensor) -> torch.Tensor:
+    """CSR with 32-bit indices: half the index bytes of torch's default."""
+    csr = dense.to_sparse_csr()
+    return torch.sparse_csr_tensor(
+        csr.crow_indices().int(), csr.col_indices().int(), csr.values(), size=dense.shape
+    )
+
+
 def cli_main(argv=None):
     parser = argparse.ArgumentParser(prog="fairseq-partitioned-export", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="checkpoint of --task translation_with_partitioned_model")
     parser.add_argument("--level", required=True, choices=["full", "core"], help="which network to export")
     parser.add_argument("--output", required=True, help="where to write the exported checkpoint")
+    parser.add_argument(
+        "--sparse-output", help="GaP checkpoints: also write the weights in compressed sparse (CSR) form here"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        report = export(args.checkpoint, args.level, args.output)
+        report = export(args.checkpoint, args.level, args.output, args.sparse_output)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"fairseq-partitioned-export: error: {e}")
     mb = 1024 * 1024
@@ -130,6 +163,8 @@ def cli_main(argv=None):
         f"{report['output_bytes'] / mb:.2f} MiB (input {report['input_bytes'] / mb:.2f} MiB, "
         f"optimizer state dropped)"
     )
+    if "sparse_bytes" in report:
+        print(f"wrote {args.sparse_output}: {report['sparse_bytes'] / mb:.2f} MiB in compressed sparse form")
 
 
 if __name__ == "__main__":

@@ -9,3 +9,4 @@ from .partitioning import (  # noqa: F401
     partitioned_modules,
     set_level,
 )
+from .masked_linear import MaskedLinear  # noqa: F401,E402

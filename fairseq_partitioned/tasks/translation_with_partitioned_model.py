@@ -29,6 +29,7 @@ from ..modules import (
 from ..optim import find_partitioned_optimizer
 from ..schedules import level_for_update
 from ..version import fairseq_distribution
+from .gap import GapController, attach_masks, check_gap_config, gap_enabled
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +64,46 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
         default="PartitionedRankLinear",
         metadata={"help": "low-rank core (PartitionedRankLinear) or small-width core (PartitionedLinear)"},
     )
+    gap_sparsity: float = field(
+        default=0.0,
+        metadata={"help": "GaP target sparsity S in [0, 1); > 0 trains a sparse Transformer (masks on)"},
+    )
+    gap_partitions: int = field(
+        default=3,
+        metadata={"help": "kappa: 3 = encoder, decoder first half, decoder second half; 6 = 2 + 4 parts"},
+    )
+    gap_step_epochs: int = field(default=0, metadata={"help": "T: epochs per C-GaP step"})
+    gap_step_updates: int = field(default=0, metadata={"help": "N: updates per C-GaP step (instead of T)"})
+    gap_steps: int = field(default=0, metadata={"help": "K: grow-and-prune steps before the final prune"})
+    gap_finetune_epochs: int = field(
+        default=0, metadata={"help": "T': fine-tune epochs after the last step (checked against --max-epoch)"}
+    )
+    gap_partition_strategy: ChoiceEnum(["cyclic", "random"]) = field(
+        default="cyclic", metadata={"help": "grow partitions in turn, or a random subset of the same size"}
+    )
+    gap_distribution: ChoiceEnum(["uniform", "non-uniform"]) = field(
+        default="uniform", metadata={"help": "S in every matrix, or S overall by one magnitude threshold"}
+    )
+    gap_granularity: str = field(
+        default="unstructured", metadata={"help": "unstructured, block-1x8 (all-zero 1x8 blocks) or 2:4"}
+    )
+    gap_prunable: Optional[str] = field(
+        default=None,
+        metadata={"help": "regex over parameter names of the prunable weights (default: attention q/k/v/out "
+                          "and FFN fc1/fc2 weights of every layer)"},
+    )
+    gap_grow_partition: int = field(
+        default=-1, metadata={"help": "P-GaP worker: grow this partition (0-based) for the whole run"}
+    )
     # Read from the rest of the configuration (no flags of their own).
     restore_file: str = II("checkpoint.restore_file")
     save_dir: str = II("checkpoint.save_dir")
     distributed_world_size: int = II("distributed_training.distributed_world_size")
     ddp_backend: str = II("distributed_training.ddp_backend")
     find_unused_parameters: bool = II("distributed_training.find_unused_parameters")
+    max_epoch: int = II("optimization.max_epoch")
+    lr_scheduler_name: Optional[str] = II("lr_scheduler._name")
+    seed: int = II("common.seed")
 
 
 def parse_small_ratios(value) -> tuple:
@@ -101,15 +136,24 @@ class TranslationWithPartitionedModelTask(TranslationTask):
             raise ValueError("--alternate needs a network above the core: drop --max-level 1")
         if not cfg.alternate_lr_coef > 0:
             raise ValueError(f"--alternate-lr-coef must be > 0, got {cfg.alternate_lr_coef}")
-        if cfg.alternate:
+        check_gap_config(cfg)
+        self.gap = GapController(cfg, seed=_seed(cfg)) if gap_enabled(cfg) else None
+        if cfg.alternate or self.gap is not None:
             _check_data_parallel(cfg)
         self.spec: Optional[PartitionSpec] = None  # of the model built last
         self._checkpoint_spec: Optional[PartitionSpec] = None
+        self._checkpoint_gap: Optional[dict] = None
         dist, version = fairseq_distribution()
         logger.info(f"fairseq_partitioned on {dist} {version}")
 
     # ----------------------------------------------------------------------------- model
     def build_model(self, cfg, from_checkpoint=False):
+        if self.gap is not None:
+            if not from_checkpoint:
+                self._check_restore_file(None)
+            return self.gap.attach(super().build_model(cfg, from_checkpoint))
+        if from_checkpoint and self._checkpoint_gap is not None:  # evaluating a GaP checkpoint
+            return attach_masks(super().build_model(cfg, from_checkpoint), self._checkpoint_gap["prunable"])
         spec = self._spec_for_build(from_checkpoint)
         if not from_checkpoint:
             self._check_restore_file(spec)
@@ -146,7 +190,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
             )
         return replace(ours, built_levels=top)
 
-    def _check_restore_file(self, spec: PartitionSpec):
+    def _check_restore_file(self, spec: Optional[PartitionSpec]):
         """A run resumed from a checkpoint of another partitioning fails here, before training."""
         try:
             restore_file, save_dir = self.cfg.restore_file, self.cfg.save_dir
@@ -157,6 +201,8 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         path = os.path.join(save_dir, restore_file) if restore_file == "checkpoint_last.pt" else restore_file
         if not os.path.isfile(path):
             return
+        if spec is None:
+            return check_gap_checkpoint(path, self.cfg)
         saved = read_checkpoint_spec(path)
         if saved is not None and saved != spec:
             raise ValueError(
@@ -168,18 +214,32 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         state = dict(super().state_dict())
         if self.spec is not None:
             state["partition"] = self.spec.to_dict()
+        if self.gap is not None:
+            state["gap"] = {"sparsity": self.cfg.gap_sparsity, "prunable": self.gap.names}
         return state
 
     def load_state_dict(self, state_dict):
         state_dict = dict(state_dict)
         saved = state_dict.pop("partition", None)
         self._checkpoint_spec = None if saved is None else PartitionSpec.from_dict(saved)
+        self._checkpoint_gap = state_dict.pop("gap", None)
         super().load_state_dict(state_dict)
 
     # -------------------------------------------------------------------------- training
     @property
     def top_level(self) -> int:
-        return self.spec.built_levels
+        return self.spec.built_levels if self.spec is not None else 1
+
+    def begin_epoch(self, epoch, model):
+        super().begin_epoch(epoch, model)
+        if self.gap is not None:
+            self.gap.epoch = epoch
+
+    def begin_valid_epoch(self, epoch, model):
+        super().begin_valid_epoch(epoch, model)
+        if self.gap is not None:
+            self.gap.before_validation(model)
+            self._valid_sparsity = self.gap.sparsity(model)
 
     def level_for_update(self, update_num: int) -> int:
         return level_for_update(update_num, self.top_level, self.cfg.alternate)
@@ -187,6 +247,11 @@ class TranslationWithPartitionedModelTask(TranslationTask):
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         if self.cfg.alternate and find_partitioned_optimizer(optimizer) is None:
             raise ValueError("--alternate needs --optimizer adam_for_partitioned_model")
+        if self.gap is not None:
+            self.gap.before_train_step(model, optimizer, update_num)
+            out = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+            self.gap.after_backward(model)
+            return out
         set_level(partitioned_modules(model), self.level_for_update(update_num))
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
@@ -195,7 +260,9 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         inner = find_partitioned_optimizer(optimizer)
         if inner is None:  # every parameter is active at every update (checked in train_step)
             return super().optimizer_step(optimizer, model, update_num)
-        mask: List[bool] = [p.partition_level <= level for p in model.parameters() if p.requires_grad]
+        mask: List[bool] = [
+            getattr(p, "partition_level", 1) <= level for p in model.parameters() if p.requires_grad
+        ]
         n_opt = sum(len(g["params"]) for g in inner.param_groups)
         mask += [True] * max(0, n_opt - len(mask))  # the criterion's parameters, if it has any
         inner.set_update_mask(mask)
@@ -225,10 +292,15 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         set_level(modules, self.top_level)
         loss, sample_size, logging_output = super().valid_step(sample, model, criterion)
         logging_output.update(lower)
+        if self.gap is not None and getattr(self, "_valid_sparsity", None) is not None:
+            logging_output["gap_sparsity"] = self._valid_sparsity
         return loss, sample_size, logging_output
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
+        sparsities = [log["gap_sparsity"] for log in logging_outputs if "gap_sparsity" in log]
+        if sparsities:
+            metrics.log_scalar("sparsity", sum(sparsities) / len(sparsities), 1, round=4)
         sample_size = sum(log.get("sample_size", 0) for log in logging_outputs)
         ntokens = sum(log.get("ntokens", 0) for log in logging_outputs)
         for level in range(1, (self.top_level if self.spec else 1)):
@@ -245,6 +317,35 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         for model in models:
             set_level(partitioned_modules(model), self.top_level if self.spec else 1)
         return super().inference_step(generator, models, sample, prefix_tokens, constraints)
+
+
+def _seed(cfg) -> int:
+    try:
+        return int(cfg.seed)
+    except Exception:
+        return 1
+
+
+def check_gap_checkpoint(path: str, cfg):
+    """Resuming GaP from a checkpoint: it must hold masks, made with the same GaP configuration."""
+    state = _load_lazily(path)
+    keys = state.get("model", {}).keys()
+    if not any(k.endswith(".mask") for k in keys):
+        raise ValueError(
+            f"checkpoint {path} has no GaP masks: prune a dense checkpoint first with "
+            "fairseq-partitioned-prune, or train from scratch"
+        )
+    saved = (state.get("cfg") or {}).get("task") or {}
+    fields = ["gap_sparsity", "gap_partitions", "gap_distribution", "gap_granularity", "gap_prunable"]
+    if saved.get("alternate") and cfg.alternate:
+        fields += ["gap_steps", "gap_step_epochs", "gap_step_updates", "gap_partition_strategy"]
+    for name in fields:
+        if name in saved and str(saved[name]) != str(getattr(cfg, name)):
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(
+                f"checkpoint {path} was trained with {flag} {saved[name]}, but this run uses {flag} "
+                f"{getattr(cfg, name)}"
+            )
 
 
 def _level_name(level: int) -> str:
@@ -272,11 +373,15 @@ def _check_data_parallel(cfg):
         raise ValueError(f"--alternate does not support --ddp-backend {backend}; use legacy_ddp or c10d")
 
 
+def _load_lazily(path: str) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except (RuntimeError, ValueError):  # not a zip-format file: load it whole
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
 def read_checkpoint_spec(path: str) -> Optional[PartitionSpec]:
     """The partitioning a checkpoint was trained with (None for a checkpoint of another task)."""
-    try:
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except (RuntimeError, ValueError):  # not a zip-format file: load it whole
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    state = _load_lazily(path)
     saved = (state.get("task_state") or {}).get("partition")
     return None if saved is None else PartitionSpec.from_dict(saved)

@@ -1,0 +1,229 @@
+"""fairseq-partitioned-pgap: parallel grow-and-prune, P-GaP (Ma et al., ICLR 2022, Algorithm 2).
+
+    fairseq-partitioned-pgap --save-dir DIR --rounds K --step-epochs T [--finetune-epochs T'] \\
+        [--parallel N] [--print-commands] -- FAIRSEQ_TRAIN_ARGS...
+
+FAIRSEQ_TRAIN_ARGS is a whole fairseq-train command line without --save-dir/--max-epoch (data,
+--user-dir fairseq_partitioned, --task translation_with_partitioned_model, --arch, --optimizer
+adam_for_partitioned_model, --gap-sparsity S, --gap-partitions kappa, ...). Each round runs kappa
+workers, worker i a fairseq-train process that grows partition i (``--gap-grow-partition i``) for T
+epochs from the same start (round 0: the same seed, so the same random weights and masks; later rounds:
+the combined checkpoint of the round before). Then the dense partitions are combined and the whole model
+is pruned back to S (lines 9-11). After K rounds the model is fine-tuned with fixed masks for T' epochs.
+
+Workers run concurrently as local processes (one GPU each when there are GPUs, else on the CPU with the
+cores shared out); ``--print-commands`` prints every command instead, for a cluster scheduler, with
+``--combine-round r`` as the step that combines round r.
+
+Combine rule (every parameter comes from a worker that trained it, none is reset or averaged):
+a tensor of an encoder or decoder layer (its weights, masks, biases, layer norms) comes from the worker
+that grew the partition holding that layer, so a layer's biases and norms stay the ones trained with its
+dense weights; encoder tensors outside the layers (embeddings, final layer norm) from the worker that
+grew the first encoder partition; decoder tensors outside the layers (embeddings, final layer norm,
+output projection) from the worker that grew the last decoder partition; tied tensors (shared
+embeddings) from one worker, that of the first of their names.
+"""
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from typing import Dict, List
+
+import torch
+
+from ..pruning import combine, layer_of, partition_names, prunable_names, prune_to, transformer_partitions
+from .checkpoints import load_checkpoint, save_checkpoint
+from omegaconf import open_dict
+
+
+def _train_flags(train_args: List[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--gap-sparsity", type=float, default=0.0)
+    p.add_argument("--gap-partitions", type=int, default=3)
+    p.add_argument("--gap-distribution", default="uniform")
+    p.add_argument("--gap-granularity", default="unstructured")
+    p.add_argument("--gap-prunable", default=None)
+    p.add_argument("--cpu", action="store_true")
+    known, _ = p.parse_known_args(train_args)
+    for flag in ("--save-dir", "--max-epoch", "--restore-file", "--gap-grow-partition", "--alternate"):
+        if flag in train_args:
+            raise ValueError(f"{flag} is set by fairseq-partitioned-pgap: remove it from the fairseq-train arguments")
+    if not 0 < known.gap_sparsity < 1:
+        raise ValueError("the fairseq-train arguments need --gap-sparsity S with 0 < S < 1")
+    return known
+
+
+def worker_command(train_args, save_dir, rnd, worker, step_epochs) -> List[str]:
+    cmd = ["fairseq-train", *train_args, "--gap-grow-partition", str(worker),
+           "--save-dir", worker_dir(save_dir, rnd, worker), "--max-epoch", str((rnd + 1) * step_epochs)]
+    if rnd > 0:
+        cmd += ["--restore-file", combined_path(save_dir, rnd - 1),
+                "--reset-optimizer", "--reset-lr-scheduler", "--reset-meters"]
+    return cmd
+
+
+def finetune_command(train_args, save_dir, rounds, step_epochs, finetune_epochs) -> List[str]:
+    return ["fairseq-train", *train_args, "--save-dir", os.path.join(save_dir, "finetune"),
+            "--restore-file", combined_path(save_dir, rounds - 1),
+            "--reset-optimizer", "--reset-lr-scheduler", "--reset-meters",
+            "--max-epoch", str(rounds * step_epochs + finetune_epochs)]
+
+
+def worker_dir(save_dir, rnd, worker):
+    return os.path.join(save_dir, f"round{rnd}", f"worker{worker}")
+
+
+def combined_path(save_dir, rnd):
+    return os.path.join(save_dir, f"round{rnd}", "combined.pt")
+
+
+def owners(model_state: Dict[str, torch.Tensor], kappa: int) -> List[List[str]]:
+    """The names each worker contributes to the combined model (the rule in the module docstring)."""
+    layers = [layer_of(k) for k in model_state]
+    encoder_layers = 1 + max([i for s, i in filter(None, layers) if s == "encoder"], default=-1)
+    decoder_layers = 1 + max([i for s, i in filter(None, layers) if s == "decoder"], default=-1)
+    partitions = transformer_partitions(encoder_layers, decoder_layers, kappa)
+    partition_of = {layer: i for i, part in enumerate(partitions) for layer in part}
+    first_encoder = partition_of.get(("encoder", 0), 0)
+    last_decoder = partition_of.get(("decoder", decoder_layers - 1), kappa - 1)
+    storage_owner: Dict[int, int] = {}
+    owned: List[List[str]] = [[] for _ in range(kappa)]
+    for key, value in model_state.items():
+        layer = layer_of(key)
+        if layer is not None:
+            worker = partition_of[layer]
+        elif key.startswith("encoder."):
+            worker = first_encoder
+        elif key.startswith("decoder."):
+            worker = last_decoder
+        else:
+            worker = 0
+        if torch.is_tensor(value) and value.numel() > 0:  # tied tensors share one storage
+            worker = storage_owner.setdefault(value.untyped_storage().data_ptr(), worker)
+        owned[worker].append(key)
+    return owned
+
+
+def combine_round(save_dir: str, rnd: int, kappa: int, sparsity: float, distribution: str,
+                  granularity: str, prunable=None) -> str:
+    """Algorithm 2 lines 9-11: combine the workers' dense partitions, prune the whole model to S."""
+    states = [load_checkpoint(os.path.join(worker_dir(save_dir, rnd, w), "checkpoint_last.pt")) for w in range(kappa)]
+    extra = {k for k in states[0]["model"] if k.endswith("._extra_state")}
+    models = [{k: v for k, v in s["model"].items() if k not in extra} for s in states]
+    owned = [[k for k in names if k not in extra] for names in owners(states[0]["model"], kappa)]
+    model = combine(models, owned)
+    names = prunable_names(list(model), prunable)
+    masks = prune_to({n: model[n].float() for n in names}, sparsity, distribution, granularity)
+    for name in names:
+        model[name] = model[name].masked_fill(~masks[name], 0)
+        model[name[: -len("weight")] + "mask"] = masks[name]
+    for key in extra:
+        model[key] = {"stash": None, "grown_at": None}
+    state = states[0]
+    state["model"] = model
+    state.pop("last_optimizer_state", None)  # the next round starts its optimizer afresh
+    with open_dict(state["cfg"]):
+        state["cfg"].task.gap_grow_partition = -1
+    path = combined_path(save_dir, rnd)
+    save_checkpoint(state, path)
+    return path
+
+
+def _round_done(save_dir, rnd, worker, step_epochs) -> bool:
+    path = os.path.join(worker_dir(save_dir, rnd, worker), "checkpoint_last.pt")
+    if not os.path.isfile(path):
+        return False
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return state["extra_state"]["train_iterator"]["epoch"] >= (rnd + 1) * step_epochs
+
+
+def run_workers(commands: List[List[str]], logs: List[str], parallel: int, cpu: bool):
+    """Run the worker commands, ``parallel`` at a time; fail with the tail of a failed worker's log."""
+    gpus = 0 if cpu else torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // max(1, parallel))
+    pending = list(range(len(commands)))
+    while pending:
+        batch, pending = pending[:parallel], pending[parallel:]
+        procs = []
+        for slot, i in enumerate(batch):
+            env = dict(os.environ)
+            cmd = list(commands[i])
+            if cmd[0] == "fairseq-train":  # the fairseq of this interpreter, PATH or not
+                cmd = [sys.executable, "-m", "fairseq_cli.train", *cmd[1:]]
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+            else:
+                env["OMP_NUM_THREADS"] = str(threads)
+                if "--cpu" not in cmd:
+                    cmd.append("--cpu")
+            os.makedirs(os.path.dirname(logs[i]), exist_ok=True)
+            log = open(logs[i], "w")
+            procs.append((i, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+        for i, proc, log in procs:
+            rc = proc.wait()
+            log.close()
+            if rc != 0:
+                tail = open(logs[i]).read()[-2000:]
+                raise RuntimeError(f"worker {i} failed (exit {rc}), log {logs[i]}:\n{tail}")
+
+
+def main(args, train_args):
+    flags = _train_flags(train_args)
+    kappa = flags.gap_partitions
+    if args.rounds < 1 or args.step_epochs < 1:
+        raise ValueError("--rounds and --step-epochs must be >= 1")
+    if args.combine_round is not None:
+        print(combine_round(args.save_dir, args.combine_round, kappa, flags.gap_sparsity,
+                            flags.gap_distribution, flags.gap_granularity, flags.gap_prunable))
+        return
+    me = ["fairseq-partitioned-pgap", "--save-dir", args.save_dir, "--rounds", str(args.rounds),
+          "--step-epochs", str(args.step_epochs)]
+    for rnd in range(args.rounds):
+        commands = [worker_command(train_args, args.save_dir, rnd, w, args.step_epochs) for w in range(kappa)]
+        if args.print_commands:
+            print(f"# round {rnd}: {kappa} workers, in parallel")
+            for cmd in commands:
+                print(shlex.join(cmd))
+            print(shlex.join(me + ["--combine-round", str(rnd), "--", *train_args]))
+            continue
+        todo = [w for w in range(kappa) if not _round_done(args.save_dir, rnd, w, args.step_epochs)]
+        logs = [os.path.join(worker_dir(args.save_dir, rnd, w), "train.log") for w in todo]
+        print(f"P-GaP round {rnd + 1}/{args.rounds}: {len(todo)} workers", flush=True)
+        run_workers([commands[w] for w in todo], logs, args.parallel or kappa, flags.cpu)
+        path = combine_round(args.save_dir, rnd, kappa, flags.gap_sparsity, flags.gap_distribution,
+                             flags.gap_granularity, flags.gap_prunable)
+        print(f"P-GaP round {rnd + 1}/{args.rounds}: combined and pruned to {flags.gap_sparsity}: {path}", flush=True)
+    if args.finetune_epochs > 0:
+        cmd = finetune_command(train_args, args.save_dir, args.rounds, args.step_epochs, args.finetune_epochs)
+        if args.print_commands:
+            print("# fine-tune with fixed masks")
+            print(shlex.join(cmd))
+            return
+        log = os.path.join(args.save_dir, "finetune", "train.log")
+        print(f"P-GaP fine-tune: {args.finetune_epochs} epochs, log {log}", flush=True)
+        run_workers([cmd], [log], 1, flags.cpu)
+
+
+def cli_main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "--" not in argv:
+        sys.exit("fairseq-partitioned-pgap: error: give the fairseq-train arguments after --")
+    split = argv.index("--")
+    parser = argparse.ArgumentParser(prog="fairseq-partitioned-pgap", description=__doc__.split("\n")[0])
+    parser.add_argument("--save-dir", required=True, help="rounds, workers and the fine-tune go below this")
+    parser.add_argument("--rounds", type=int, required=True, help="K: P-GaP rounds (one step each)")
+    parser.add_argument("--step-epochs", type=int, required=True, help="T: epochs each worker trains per round")
+    parser.add_argument("--finetune-epochs", type=int, default=0, help="T': fine-tune epochs with fixed masks")
+    parser.add_argument("--parallel", type=int, default=0, help="workers at a time (default: all kappa)")
+    parser.add_argument("--print-commands", action="store_true", help="print the commands, run nothing")
+    parser.add_argument("--combine-round", type=int, default=None, help="only combine this round's workers")
+    args = parser.parse_args(argv[:split])
+    try:
+        main(args, argv[split + 1:])
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        sys.exit(f"fairseq-partitioned-pgap: error: {e}")
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,68 @@
+"""fairseq-partitioned-prune: the prune-from-dense baseline of GaP (Ma et al., appendix B.5).
+
+    fairseq-partitioned-prune DENSE.pt --sparsity 0.9 [--distribution uniform] [--granularity
+        unstructured] [--prunable REGEX] --output PRUNED.pt
+
+One-shot magnitude pruning of a dense checkpoint (fairseq's ``translation`` task or this plugin's) to
+the target sparsity. The output is a checkpoint of ``translation_with_partitioned_model`` with the
+GaP masks; fine-tune it with fixed masks:
+
+    fairseq-train ... --task translation_with_partitioned_model --gap-sparsity 0.9 \\
+        --restore-file PRUNED.pt --reset-optimizer --reset-lr-scheduler --reset-dataloader --reset-meters
+"""
+import argparse
+import sys
+
+import torch
+
+from ..pruning import format_table, prunable_names, prune_to, sparsity_table
+from .checkpoints import as_partitioned_task, load_checkpoint, mask_keys, save_checkpoint
+
+
+def prune_checkpoint(path: str, sparsity: float, output: str, distribution="uniform",
+                     granularity="unstructured", prunable=None) -> dict:
+    state = load_checkpoint(path)
+    model = state["model"]
+    if mask_keys(model):
+        raise ValueError(f"{path} already holds GaP masks: prune a dense checkpoint")
+    if (state.get("task_state") or {}).get("partition"):
+        raise ValueError(f"{path} is an ATS checkpoint: export it first (fairseq-partitioned-export --level full)")
+    names = prunable_names(list(model), prunable)
+    if not names:
+        raise ValueError(f"--prunable matches no weight of {path}")
+    masks = prune_to({n: model[n].float() for n in names}, sparsity, distribution, granularity)
+    for name in names:
+        model[name] = model[name].masked_fill(~masks[name], 0)
+        model[name[: -len("weight")] + "mask"] = masks[name]
+        model[name[: -len("weight")] + "_extra_state"] = {"stash": None, "grown_at": None}
+    as_partitioned_task(
+        state, gap_sparsity=sparsity, gap_distribution=distribution, gap_granularity=granularity,
+        gap_prunable=prunable, alternate=False, gap_steps=0,
+    )
+    state.pop("last_optimizer_state", None)  # moments of the dense model: the fine-tune starts afresh
+    state["task_state"] = {**(state.get("task_state") or {}), "gap": {"sparsity": sparsity, "prunable": names}}
+    save_checkpoint(state, output)
+    return {n: model[n] for n in names}
+
+
+def cli_main(argv=None):
+    parser = argparse.ArgumentParser(prog="fairseq-partitioned-prune", description=__doc__.split("\n")[0])
+    parser.add_argument("checkpoint", help="a dense checkpoint")
+    parser.add_argument("--sparsity", type=float, required=True, help="target sparsity S in [0, 1)")
+    parser.add_argument("--distribution", default="uniform", choices=["uniform", "non-uniform"])
+    parser.add_argument("--granularity", default="unstructured", help="unstructured, block-1x8 or 2:4")
+    parser.add_argument("--prunable", default=None, help="regex over weight names (default: attention and FFN)")
+    parser.add_argument("--output", required=True)
+    args = parser.parse_args(argv)
+    try:
+        pruned = prune_checkpoint(args.checkpoint, args.sparsity, args.output, args.distribution,
+                                  args.granularity, args.prunable)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"fairseq-partitioned-prune: error: {e}")
+    rows = sparsity_table(pruned)
+    print(format_table(rows))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,223 @@
+"""GaP end to end: C-GaP with a resume mid-step, exact sparsity, fixed masks, prune-from-dense, P-GaP."""
+import os
+
+import pytest
+import torch
+
+import fairseq_helpers as h
+from fairseq_partitioned.cli.export import export
+from fairseq_partitioned.cli.pgap import cli_main as pgap_main, owners
+from fairseq_partitioned.cli.prune import prune_checkpoint
+from fairseq_partitioned.cli.report import sparsity_rows
+
+CGAP = ["--alternate", "--gap-sparsity", "0.75", "--gap-steps", "4", "--gap-step-updates", "3",
+        "--lr-scheduler", "gap_inverse_sqrt", "--max-epoch", "100"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("data"))
+    h.create_dummy_data(d, num_examples=200)
+    h.preprocess_translation_data(d)
+    return d
+
+
+def _load(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _masks(state):
+    return {k[: -len("mask")] + "weight": v for k, v in state["model"].items() if k.endswith(".mask")}
+
+
+def _assert_masked_weights_are_zero(state):
+    masks = _masks(state)
+    assert masks
+    for name, mask in masks.items():
+        assert torch.all(state["model"][name][~mask] == 0), name
+
+
+def _partition_state(path):
+    state = _load(path)
+    extra = {k[: -len("_extra_state")] + "weight": v for k, v in state["model"].items() if k.endswith("._extra_state")}
+    return state, {k: (v["grown_at"], v["stash"] is not None) for k, v in extra.items()}
+
+
+def test_cgap_resumes_mid_step_with_the_same_masks_and_schedule_position(data_dir, tmp_path):
+    """Steps of 3 updates; epochs of 4 updates end with a validation of the pruned model. The run is
+    interrupted after update 4 (mid step 1, its partition pruned for that validation and set aside) and
+    resumed to update 7 (mid step 2): the same masks and the same schedule position as a straight run.
+    (Weights are compared loosely: fairseq's own resume is not bit-exact on this CPU, plain
+    --task translation included.)"""
+    straight, interrupted = str(tmp_path / "a"), str(tmp_path / "b")
+    h.train_translation_model(data_dir, CGAP + ["--max-update", "7"], save_dir=straight)
+    h.train_translation_model(data_dir, CGAP + ["--max-update", "4"], save_dir=interrupted)
+    mid, mid_position = _partition_state(os.path.join(interrupted, "checkpoint_last.pt"))
+    assert {v for v in mid_position.values() if v[0] is not None} == {(1, True)}  # step 1's partition, set aside
+    h.train_translation_model(data_dir, CGAP + ["--max-update", "7"], save_dir=interrupted)
+    a, a_position = _partition_state(os.path.join(straight, "checkpoint_last.pt"))
+    b, b_position = _partition_state(os.path.join(interrupted, "checkpoint_last.pt"))
+    assert a["optimizer_history"][-1]["num_updates"] == b["optimizer_history"][-1]["num_updates"] == 7
+    assert a_position == b_position
+    assert {v for v in a_position.values() if v[0] is not None} == {(2, True)}
+    # partition 0 was pruned at update 3, before the interruption; partition 1 at update 6, after it
+    for name, mask in _masks(a).items():
+        if a_position[name][0] is None:
+            assert torch.equal(mask, _masks(b)[name]) or name in _grown_in(mid_position, 1), name
+    for name in a["model"]:
+        if torch.is_tensor(a["model"][name]) and a["model"][name].is_floating_point():
+            torch.testing.assert_close(a["model"][name], b["model"][name], atol=0.05, rtol=0)
+    _assert_masked_weights_are_zero(a)
+    _assert_masked_weights_are_zero(b)
+
+
+def _grown_in(position, step):
+    return {k for k, (grown_at, _) in position.items() if grown_at == step}
+
+
+def test_cgap_schedule_ends_in_a_fine_tune_at_exact_sparsity(data_dir, tmp_path):
+    h.train_translation_model(data_dir, CGAP + ["--max-update", "14"], save_dir=str(tmp_path))
+    state, position = _partition_state(str(tmp_path / "checkpoint_last.pt"))
+    assert all(grown_at is None and not stashed for grown_at, stashed in position.values())
+    for name, mask in _masks(state).items():
+        assert int((~mask).sum()) == round(0.75 * mask.numel()), name
+    _assert_masked_weights_are_zero(state)
+
+
+def test_masks_are_enforced_through_update_freq_and_fixed_without_alternate(data_dir, tmp_path):
+    save = str(tmp_path)
+    flags = ["--gap-sparsity", "0.5", "--update-freq", "2", "--weight-decay", "0.1"]
+    h.train_translation_model(data_dir, flags, save_dir=save)
+    first = _load(os.path.join(save, "checkpoint_last.pt"))
+    h.train_translation_model(data_dir, flags + ["--max-epoch", "2"], save_dir=save)
+    second = _load(os.path.join(save, "checkpoint_last.pt"))
+    _assert_masked_weights_are_zero(second)
+    for name, mask in _masks(first).items():
+        assert torch.equal(mask, _masks(second)[name])  # fixed masks
+        assert int((~mask).sum()) == round(0.5 * mask.numel())
+    # the moments of masked weights are exactly zero
+    names = [n for n, p in _named_trainable(second)]
+    for i, st in second["last_optimizer_state"]["state"].items():
+        mask = _masks(second).get(names[i])
+        if mask is not None:
+            assert torch.all(st["exp_avg"][~mask] == 0) and torch.all(st["exp_avg_sq"][~mask] == 0)
+
+
+def _named_trainable(state):
+    """(name, tensor) of the trainable parameters in the optimizer's order (model order, no buffers)."""
+    skip = (".mask", ".version", "._extra_state", "_float_tensor")
+    return [(k, v) for k, v in state["model"].items() if torch.is_tensor(v) and not k.endswith(skip)]
+
+
+def test_non_uniform_and_block_granularity_are_exact(data_dir, tmp_path):
+    flags = CGAP + ["--gap-distribution", "non-uniform", "--max-update", "14"]
+    h.train_translation_model(data_dir, flags, save_dir=str(tmp_path / "nu"))
+    masks = _masks(_load(str(tmp_path / "nu" / "checkpoint_last.pt")))
+    total = sum(m.numel() for m in masks.values())
+    assert sum(int((~m).sum()) for m in masks.values()) == round(0.75 * total)
+    assert len({int((~m).sum()) / m.numel() for m in masks.values()}) > 1  # really non-uniform
+
+    flags = CGAP + ["--gap-granularity", "block-1x8", "--max-update", "14"]
+    h.train_translation_model(data_dir, flags, save_dir=str(tmp_path / "blk"))
+    state = _load(str(tmp_path / "blk" / "checkpoint_last.pt"))
+    for name, mask in _masks(state).items():
+        blocks = mask.view(mask.shape[0], -1, 8)
+        assert torch.all(blocks.all(-1) | ~blocks.any(-1))  # every 1x8 block all kept or all zero
+        assert int((~blocks.any(-1)).sum()) == round(0.75 * blocks.shape[0] * blocks.shape[1])
+    _assert_masked_weights_are_zero(state)
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--gap-sparsity", "1.0"], r"--gap-sparsity must be in \[0, 1\)"),
+        (["--gap-sparsity", "-0.1"], r"--gap-sparsity must be in \[0, 1\)"),
+        (["--gap-sparsity", "0.5", "--gap-partitions", "6"], "more partitions than layers"),
+        (["--gap-sparsity", "0.5", "--gap-granularity", "block-1x7"], "--gap-granularity"),
+        (["--gap-sparsity", "0.5", "--alternate"], "--gap-steps"),
+        (["--gap-sparsity", "0.5", "--alternate", "--gap-steps", "2"], "exactly one of --gap-step-epochs"),
+        (["--gap-sparsity", "0.5", "--max-level", "1"], "cannot be combined with --max-level"),
+        (["--gap-sparsity", "0.5", "--alternate", "--gap-steps", "2", "--gap-step-epochs", "1",
+          "--gap-finetune-epochs", "1", "--max-epoch", "5"], "set --max-epoch 3"),
+    ],
+)
+def test_bad_gap_input_fails_before_training(data_dir, tmp_path, flags, message):
+    with pytest.raises(ValueError, match=message):
+        h.train_translation_model(data_dir, flags, save_dir=str(tmp_path))
+    assert not os.path.exists(tmp_path / "checkpoint_last.pt")
+
+
+def test_resuming_with_another_gap_configuration_is_rejected(data_dir, tmp_path):
+    h.train_translation_model(data_dir, ["--gap-sparsity", "0.5"], save_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="was trained with --gap-sparsity 0.5, but this run uses --gap-sparsity 0.8"):
+        h.train_translation_model(data_dir, ["--gap-sparsity", "0.8", "--max-epoch", "2"], save_dir=str(tmp_path))
+
+
+def test_prune_from_dense_finetune_export_and_plain_generate(data_dir, tmp_path):
+    dense, tuned = str(tmp_path / "dense"), str(tmp_path / "tuned")
+    h.train_translation_model(data_dir, [], task="translation", save_dir=dense)
+    pruned = str(tmp_path / "pruned.pt")
+    prune_checkpoint(os.path.join(dense, "checkpoint_last.pt"), 0.8, pruned)
+    rows = sparsity_rows(pruned)
+    assert rows[-1].name == "total" and abs(rows[-1].sparsity - 0.8) < 1e-3
+    h.train_translation_model(
+        data_dir, ["--gap-sparsity", "0.8", "--restore-file", pruned, "--reset-optimizer",
+                   "--reset-lr-scheduler", "--reset-dataloader", "--reset-meters"], save_dir=tuned)
+    ckpt = os.path.join(tuned, "checkpoint_last.pt")
+    state = _load(ckpt)
+    before = _masks(_load(pruned))
+    for name, mask in _masks(state).items():
+        assert torch.equal(mask, before[name])  # fine-tuned with the pruned masks, fixed
+    _assert_masked_weights_are_zero(state)
+
+    plugin = h.hypotheses(h.generate_main(data_dir, [], path=ckpt))
+    plain_pt, sparse_pt = str(tmp_path / "plain.pt"), str(tmp_path / "sparse.pt")
+    report = export(ckpt, "full", plain_pt, sparse_output=sparse_pt)
+    assert report["sparse_bytes"] < report["output_bytes"]
+    plain = _load(plain_pt)
+    assert not any(k.endswith((".mask", "._extra_state")) for k in plain["model"])
+    assert h.hypotheses(h.generate_main(data_dir, ["--task", "translation"], path=plain_pt, user_dir=False)) == plugin
+
+
+def test_pgap_round_with_three_concurrent_workers_loses_no_parameter(data_dir, tmp_path):
+    args = h.train_args(data_dir, ["--gap-sparsity", "0.5"])
+    for flag in ("--save-dir", "--max-epoch"):
+        i = args.index(flag)
+        del args[i:i + 2]
+    save = str(tmp_path / "pgap")
+    pgap_main(["--save-dir", save, "--rounds", "1", "--step-epochs", "1", "--finetune-epochs", "1", "--", *args])
+    workers = [_load(os.path.join(save, "round0", f"worker{w}", "checkpoint_last.pt")) for w in range(3)]
+    combined = _load(os.path.join(save, "round0", "combined.pt"))
+    owned = owners(workers[0]["model"], 3)
+    assert sorted(k for names in owned for k in names) == sorted(workers[0]["model"])  # every key, once
+    # each worker grew a different partition: its dense weights are where the combined model's come from
+    for w, names in enumerate(owned):
+        for k in names:
+            if k.endswith("._extra_state"):
+                continue
+            mine, got = workers[w]["model"][k], combined["model"][k]
+            if k.endswith(".mask"):
+                continue
+            mask = combined["model"].get(k[: -len("weight")] + "mask") if k.endswith(".weight") else None
+            if mask is not None:
+                assert torch.equal(got[mask], mine[mask]) and torch.all(got[~mask] == 0), k
+            else:
+                assert torch.equal(got, mine), k
+    # the workers really trained different partitions, and the shared embeddings moved
+    assert any(not torch.equal(workers[0]["model"][k], workers[1]["model"][k]) for k in owned[0])
+    for name, mask in _masks(combined).items():
+        assert int((~mask).sum()) == round(0.5 * mask.numel())
+    ft = os.path.join(save, "finetune", "checkpoint_last.pt")
+    _assert_masked_weights_are_zero(_load(ft))
+    assert len(h.hypotheses(h.generate_main(data_dir, [], path=ft))) > 40
+
+
+def test_pgap_prints_commands_for_a_scheduler(data_dir, tmp_path, capsys):
+    args = ["--user-dir", h.PLUGIN_DIR, "--task", "translation_with_partitioned_model", data_dir,
+            "--gap-sparsity", "0.9", "--gap-partitions", "3"]
+    pgap_main(["--save-dir", str(tmp_path), "--rounds", "2", "--step-epochs", "10", "--finetune-epochs", "40",
+               "--print-commands", "--", *args])
+    out = capsys.readouterr().out
+    assert out.count("--gap-grow-partition") == 6 and out.count("--combine-round") == 2
+    assert "--max-epoch 60" in out  # the fine-tune: 2 x 10 + 40
+    assert not os.path.exists(tmp_path / "round0")
