@@ -8,6 +8,7 @@ Validation reports the loss of the full network and of the core (``valid_core_lo
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field, replace
 from typing import List, Optional
 
@@ -18,6 +19,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
+from ..diagnostics import measure_alignment
 from ..modules import (
     MODULE_KINDS,
     PartitionSpec,
@@ -34,6 +36,7 @@ from .gap import GapController, attach_masks, check_gap_config, gap_enabled
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "translation_with_partitioned_model"
+ALIGNMENT_KEYS = ("grad_overlap", "grad_norm_ratio", "grad_alignment", "grad_alpha", "grad_q", "grad_measure_seconds")
 
 
 @dataclass
@@ -63,6 +66,11 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
     partitioned_linear_module_name: ChoiceEnum(list(MODULE_KINDS)) = field(
         default="PartitionedRankLinear",
         metadata={"help": "low-rank core (PartitionedRankLinear) or small-width core (PartitionedLinear)"},
+    )
+    gradient_alignment_interval: int = field(
+        default=0,
+        metadata={"help": "every N updates, log the gradient overlap, norm ratio, alignment, alpha and q of "
+                          "ATS Theorem 2 between the full and the masked network (0 = off)"},
     )
     gap_sparsity: float = field(
         default=0.0,
@@ -140,6 +148,11 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         self.gap = GapController(cfg, seed=_seed(cfg)) if gap_enabled(cfg) else None
         if cfg.alternate or self.gap is not None:
             _check_data_parallel(cfg)
+        if cfg.gradient_alignment_interval < 0:
+            raise ValueError(f"--gradient-alignment-interval must be >= 0, got {cfg.gradient_alignment_interval}")
+        if cfg.gradient_alignment_interval > 0 and cfg.max_level == 1:
+            raise ValueError("--gradient-alignment-interval compares the full network with the core: drop --max-level 1")
+        self._last_measured_update = -1
         self.spec: Optional[PartitionSpec] = None  # of the model built last
         self._checkpoint_spec: Optional[PartitionSpec] = None
         self._checkpoint_gap: Optional[dict] = None
@@ -249,11 +262,41 @@ class TranslationWithPartitionedModelTask(TranslationTask):
             raise ValueError("--alternate needs --optimizer adam_for_partitioned_model")
         if self.gap is not None:
             self.gap.before_train_step(model, optimizer, update_num)
-            out = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        alignment = self._measure_alignment(sample, model, criterion, update_num)
+        if self.gap is None:
+            set_level(partitioned_modules(model), self.level_for_update(update_num))
+        loss, sample_size, logging_output = super().train_step(
+            sample, model, criterion, optimizer, update_num, ignore_grad
+        )
+        if self.gap is not None:
             self.gap.after_backward(model)
-            return out
-        set_level(partitioned_modules(model), self.level_for_update(update_num))
-        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+        logging_output.update(alignment)
+        return loss, sample_size, logging_output
+
+    def _measure_alignment(self, sample, model, criterion, update_num) -> dict:
+        """ATS Theorem 2's quantities on this update's first micro-batch, every N updates (off the
+        training trajectory: see diagnostics.gradient_alignment)."""
+        interval = self.cfg.gradient_alignment_interval
+        if interval <= 0 or update_num % interval or update_num == self._last_measured_update:
+            return {}
+        self._last_measured_update = update_num
+        start = time.perf_counter()
+        params = [p for p in model.parameters() if p.requires_grad]
+        model.train()
+        if self.gap is not None:  # the masked network is the sparse model itself (x~ = m * x = x)
+            masks_by_weight = {id(m.weight): m.mask for m in self.gap.modules(model).values()}
+            masks = [masks_by_weight.get(id(p), True) for p in params]
+            set_full = set_masked = lambda: None  # noqa: E731
+        else:
+            modules = list(partitioned_modules(model))
+            masks = [getattr(p, "partition_level", 1) == 1 for p in params]
+            set_full = lambda: set_level(modules, self.top_level)  # noqa: E731
+            set_masked = lambda: set_level(modules, 1)  # noqa: E731
+        quantities = measure_alignment(
+            model, lambda: criterion(model, sample)[0], set_full, set_masked, params, masks
+        )
+        quantities["grad_measure_seconds"] = time.perf_counter() - start
+        return quantities
 
     def optimizer_step(self, optimizer, model, update_num):
         level = self.level_for_update(update_num)
@@ -298,6 +341,10 @@ class TranslationWithPartitionedModelTask(TranslationTask):
 
     def reduce_metrics(self, logging_outputs, criterion):
         super().reduce_metrics(logging_outputs, criterion)
+        for key in ALIGNMENT_KEYS:
+            values = [log[key] for log in logging_outputs if key in log]
+            if values:
+                metrics.log_scalar(key, sum(values) / len(values), 1, round=4)
         sparsities = [log["gap_sparsity"] for log in logging_outputs if "gap_sparsity" in log]
         if sparsities:
             metrics.log_scalar("sparsity", sum(sparsities) / len(sparsities), 1, round=4)
