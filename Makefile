@@ -27,5 +27,13 @@ $(STAMP): setup.py
 test: setup
 	$(PY) -m pytest -q tests
 
+# Low-rank ATS on the bundled IWSLT14 sample, on the CPU, then BLEU of the full network and the core.
+quickstart: setup
+	$(PY) scripts/quickstart.py
+
+# Speed and memory against vanilla fairseq (scripts/benchmark.py --help for options).
+bench: setup
+	$(PY) scripts/benchmark.py --threads 1 --json benchmark.json
+
 clean:
 	rm -rf $(VENV) build *.egg-info
