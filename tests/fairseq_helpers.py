@@ -107,3 +107,7 @@ def hypotheses(generate_output: str) -> List[str]:
     """The H- lines of fairseq-generate's output, ordered by sentence id."""
     rows = [line.split("\t") for line in generate_output.splitlines() if line.startswith("H-")]
     return [r[2] for r in sorted(rows, key=lambda r: int(r[0][2:]))]
+
+
+def load_checkpoint(path: str) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)

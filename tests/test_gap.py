@@ -14,18 +14,6 @@ CGAP = ["--alternate", "--gap-sparsity", "0.75", "--gap-steps", "4", "--gap-step
         "--lr-scheduler", "gap_inverse_sqrt", "--max-epoch", "100"]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("data"))
-    h.create_dummy_data(d, num_examples=200)
-    h.preprocess_translation_data(d)
-    return d
-
-
-def _load(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def _masks(state):
     return {k[: -len("mask")] + "weight": v for k, v in state["model"].items() if k.endswith(".mask")}
 
@@ -38,7 +26,7 @@ def _assert_masked_weights_are_zero(state):
 
 
 def _partition_state(path):
-    state = _load(path)
+    state = h.load_checkpoint(path)
     extra = {k[: -len("_extra_state")] + "weight": v for k, v in state["model"].items() if k.endswith("._extra_state")}
     return state, {k: (v["grown_at"], v["stash"] is not None) for k, v in extra.items()}
 
@@ -88,9 +76,9 @@ def test_masks_are_enforced_through_update_freq_and_fixed_without_alternate(data
     save = str(tmp_path)
     flags = ["--gap-sparsity", "0.5", "--update-freq", "2", "--weight-decay", "0.1"]
     h.train_translation_model(data_dir, flags, save_dir=save)
-    first = _load(os.path.join(save, "checkpoint_last.pt"))
+    first = h.load_checkpoint(os.path.join(save, "checkpoint_last.pt"))
     h.train_translation_model(data_dir, flags + ["--max-epoch", "2"], save_dir=save)
-    second = _load(os.path.join(save, "checkpoint_last.pt"))
+    second = h.load_checkpoint(os.path.join(save, "checkpoint_last.pt"))
     _assert_masked_weights_are_zero(second)
     for name, mask in _masks(first).items():
         assert torch.equal(mask, _masks(second)[name])  # fixed masks
@@ -112,14 +100,14 @@ def _named_trainable(state):
 def test_non_uniform_and_block_granularity_are_exact(data_dir, tmp_path):
     flags = CGAP + ["--gap-distribution", "non-uniform", "--max-update", "14"]
     h.train_translation_model(data_dir, flags, save_dir=str(tmp_path / "nu"))
-    masks = _masks(_load(str(tmp_path / "nu" / "checkpoint_last.pt")))
+    masks = _masks(h.load_checkpoint(str(tmp_path / "nu" / "checkpoint_last.pt")))
     total = sum(m.numel() for m in masks.values())
     assert sum(int((~m).sum()) for m in masks.values()) == round(0.75 * total)
     assert len({int((~m).sum()) / m.numel() for m in masks.values()}) > 1  # really non-uniform
 
     flags = CGAP + ["--gap-granularity", "block-1x8", "--max-update", "14"]
     h.train_translation_model(data_dir, flags, save_dir=str(tmp_path / "blk"))
-    state = _load(str(tmp_path / "blk" / "checkpoint_last.pt"))
+    state = h.load_checkpoint(str(tmp_path / "blk" / "checkpoint_last.pt"))
     for name, mask in _masks(state).items():
         blocks = mask.view(mask.shape[0], -1, 8)
         assert torch.all(blocks.all(-1) | ~blocks.any(-1))  # every 1x8 block all kept or all zero
@@ -164,8 +152,8 @@ def test_prune_from_dense_finetune_export_and_plain_generate(data_dir, tmp_path)
         data_dir, ["--gap-sparsity", "0.8", "--restore-file", pruned, "--reset-optimizer",
                    "--reset-lr-scheduler", "--reset-dataloader", "--reset-meters"], save_dir=tuned)
     ckpt = os.path.join(tuned, "checkpoint_last.pt")
-    state = _load(ckpt)
-    before = _masks(_load(pruned))
+    state = h.load_checkpoint(ckpt)
+    before = _masks(h.load_checkpoint(pruned))
     for name, mask in _masks(state).items():
         assert torch.equal(mask, before[name])  # fine-tuned with the pruned masks, fixed
     _assert_masked_weights_are_zero(state)
@@ -174,7 +162,7 @@ def test_prune_from_dense_finetune_export_and_plain_generate(data_dir, tmp_path)
     plain_pt, sparse_pt = str(tmp_path / "plain.pt"), str(tmp_path / "sparse.pt")
     report = export(ckpt, "full", plain_pt, sparse_output=sparse_pt)
     assert report["sparse_bytes"] < report["output_bytes"]
-    plain = _load(plain_pt)
+    plain = h.load_checkpoint(plain_pt)
     assert not any(k.endswith((".mask", "._extra_state")) for k in plain["model"])
     assert h.hypotheses(h.generate_main(data_dir, ["--task", "translation"], path=plain_pt, user_dir=False)) == plugin
 
@@ -186,8 +174,8 @@ def test_pgap_round_with_three_concurrent_workers_loses_no_parameter(data_dir, t
         del args[i:i + 2]
     save = str(tmp_path / "pgap")
     pgap_main(["--save-dir", save, "--rounds", "1", "--step-epochs", "1", "--finetune-epochs", "1", "--", *args])
-    workers = [_load(os.path.join(save, "round0", f"worker{w}", "checkpoint_last.pt")) for w in range(3)]
-    combined = _load(os.path.join(save, "round0", "combined.pt"))
+    workers = [h.load_checkpoint(os.path.join(save, "round0", f"worker{w}", "checkpoint_last.pt")) for w in range(3)]
+    combined = h.load_checkpoint(os.path.join(save, "round0", "combined.pt"))
     owned = owners(workers[0]["model"], 3)
     assert sorted(k for names in owned for k in names) == sorted(workers[0]["model"])  # every key, once
     # each worker grew a different partition: its dense weights are where the combined model's come from
@@ -208,7 +196,7 @@ def test_pgap_round_with_three_concurrent_workers_loses_no_parameter(data_dir, t
     for name, mask in _masks(combined).items():
         assert int((~mask).sum()) == round(0.5 * mask.numel())
     ft = os.path.join(save, "finetune", "checkpoint_last.pt")
-    _assert_masked_weights_are_zero(_load(ft))
+    _assert_masked_weights_are_zero(h.load_checkpoint(ft))
     assert len(h.hypotheses(h.generate_main(data_dir, [], path=ft))) > 40
 
 

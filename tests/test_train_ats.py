@@ -14,18 +14,6 @@ CORE = {"PartitionedRankLinear": (".U.0",), "PartitionedLinear": (".weight_block
 KINDS = list(EXTENSION)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("data"))
-    h.create_dummy_data(d, num_examples=200)
-    h.preprocess_translation_data(d)
-    return d
-
-
-def _load(path):
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def _keys(state, suffixes):
     return [k for k in state["model"] if k.endswith(suffixes)]
 
@@ -37,7 +25,7 @@ def _train(data_dir, save_dir, kind, max_update, extra=()):
          "--max-update", str(max_update), "--max-epoch", "100", "--update-freq", "2", *extra],
         save_dir=save_dir,
     )
-    return _load(os.path.join(save_dir, "checkpoint_last.pt"))
+    return h.load_checkpoint(os.path.join(save_dir, "checkpoint_last.pt"))
 
 
 @pytest.mark.parametrize(
@@ -104,13 +92,13 @@ def test_generate_core_and_full_and_exports(data_dir, trained, tmp_path, kind):
     assert report["output_bytes"] < os.path.getsize(full_pt) or kind == "PartitionedLinear"
 
     # plain fairseq, no --user-dir: a standard Transformer, same translations as the plugin's full level
-    plain = _load(full_pt)
+    plain = h.load_checkpoint(full_pt)
     assert plain["cfg"]["task"]["_name"] == "translation"
     assert not any(k.endswith((".W", ".U.0", ".weight_blocks.0")) for k in plain["model"])
     assert h.hypotheses(h.generate_main(data_dir, ["--task", "translation"], path=full_pt, user_dir=False)) == full
     # compact core: loadable by the plugin (no --max-level needed), same translations as the core level
     assert h.hypotheses(h.generate_main(data_dir, [], path=core_pt)) == core
-    assert not _keys(_load(core_pt), EXTENSION[kind])
+    assert not _keys(h.load_checkpoint(core_pt), EXTENSION[kind])
 
 
 def test_validation_reports_core_and_full_loss(data_dir, tmp_path, caplog):
@@ -124,7 +112,7 @@ def test_validation_reports_core_and_full_loss(data_dir, tmp_path, caplog):
 
 def test_max_level_1_trains_a_compact_core(data_dir, tmp_path):
     h.train_translation_model(data_dir, ["--max-level", "1"], save_dir=str(tmp_path))
-    state = _load(str(tmp_path / "checkpoint_last.pt"))
+    state = h.load_checkpoint(str(tmp_path / "checkpoint_last.pt"))
     assert not _keys(state, (".W",)) and _keys(state, (".U.0",))
     out = h.hypotheses(h.generate_main(data_dir, [], path=str(tmp_path / "checkpoint_last.pt")))
     assert len(out) > 40
