@@ -177,3 +177,18 @@ def test_resuming_with_another_partitioning_is_rejected(data_dir, trained, tmp_p
     shutil.copy(os.path.join(trained["PartitionedRankLinear"], "checkpoint_last.pt"), tmp_path)
     with pytest.raises(ValueError, match="was trained with --partitioned-linear-module-name PartitionedRankLinear"):
         h.train_translation_model(data_dir, ["--alternate", "--small-ratio", "0.5"], save_dir=str(tmp_path))
+
+
+def test_nested_cores_alternate_through_three_levels(data_dir, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        h.train_translation_model(
+            data_dir, ["--alternate", "--small-ratio", "0.25,0.5", "--max-update", "3", "--max-epoch", "5"],
+            save_dir=str(tmp_path))
+    valid = [r.getMessage() for r in caplog.records if r.name == "valid"]
+    assert "core_loss" in valid[-1] and "level2_loss" in valid[-1]
+    state = h.load_checkpoint(str(tmp_path / "checkpoint_last.pt"))
+    steps = sorted({s["step"] for s in state["last_optimizer_state"]["state"].values()})
+    assert steps == [1, 2, 3]  # updates 0, 1, 2 trained levels 3, 2, 1: W once, U.1/V.1 twice, core thrice
+    ckpt = str(tmp_path / "checkpoint_last.pt")
+    outs = [h.hypotheses(h.generate_main(data_dir, ["--max-level", str(level)], path=ckpt)) for level in (1, 2, 3)]
+    assert all(len(o) > 40 for o in outs)

@@ -134,12 +134,8 @@ class TranslationWithPartitionedModelTask(TranslationTask):
     def __init__(self, cfg: TranslationWithPartitionedModelConfig, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
         self.small_ratios = parse_small_ratios(cfg.small_ratio)
-        num_levels = len(self.small_ratios) + 1
-        if cfg.max_level is not None and not 1 <= cfg.max_level <= num_levels:
-            raise ValueError(
-                f"--max-level must be in 1..{num_levels} for --small-ratio {cfg.small_ratio}, "
-                f"got {cfg.max_level}"
-            )
+        if cfg.max_level is not None and cfg.max_level < 1:
+            raise ValueError(f"--max-level must be >= 1 (1 = the core), got {cfg.max_level}")
         if cfg.alternate and cfg.max_level == 1:
             raise ValueError("--alternate needs a network above the core: drop --max-level 1")
         if not cfg.alternate_lr_coef > 0:
@@ -195,6 +191,10 @@ class TranslationWithPartitionedModelTask(TranslationTask):
                 logger.info(f"using the checkpoint's partitioning: {saved.describe()}")
             ours = saved
         top = ours.built_levels if cfg.max_level is None else cfg.max_level
+        if not from_checkpoint and top > ours.num_levels:
+            raise ValueError(
+                f"--max-level must be in 1..{ours.num_levels} for --small-ratio {cfg.small_ratio}, got {top}"
+            )
         if top > ours.built_levels:
             raise ValueError(
                 f"--max-level {top}: the checkpoint holds only levels 1..{ours.built_levels} "
