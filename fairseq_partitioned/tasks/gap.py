@@ -24,12 +24,14 @@ from ..optim import find_partitioned_optimizer
 from ..pruning import (
     DEFAULT_PRUNABLE,
     check_options,
+    parse_granularity,
     partition_names,
     prunable_names,
     prune_to,
     random_masks,
     transformer_partitions,
 )
+from ..pruning.granularity import unit_width
 from ..schedules import GapSchedule
 
 logger = logging.getLogger(__name__)
@@ -177,13 +179,29 @@ class GapController:
             )
 
     def _prune(self, modules, names):
+        for name, mask in self._pruned_masks(modules, names).items():
+            modules[name].set_mask_(mask)
+            modules[name].grown_at = None
+
+    def _pruned_masks(self, modules, names) -> Dict[str, torch.Tensor]:
+        """ArgPruneTo of the named (dense) matrices: magnitude masks at the target sparsity.
+
+        uniform: each matrix at exactly S. non-uniform: one magnitude threshold over the named matrices,
+        with the count of pruned units chosen so that the whole model is at exactly S (the matrices not
+        pruned now keep their masks, Algorithm 1 line 6 prunes one partition only).
+        """
         cfg = self.cfg
+        sparsity = cfg.gap_sparsity
+        if str(cfg.gap_distribution) == "non-uniform":
+            width = unit_width(parse_granularity(str(cfg.gap_granularity)))
+            total = sum(m.mask.numel() for m in modules.values()) // width
+            pruned_elsewhere = sum(int((~m.mask).sum()) for n, m in modules.items() if n not in names) // width
+            units = sum(modules[n].mask.numel() for n in names) // width
+            budget = min(units - 1, max(0, round(sparsity * total) - pruned_elsewhere))
+            sparsity = budget / units
         weights = {n: modules[n].weight.detach() for n in names}
-        masks = prune_to(weights, cfg.gap_sparsity, str(cfg.gap_distribution), str(cfg.gap_granularity),
-                         current_masks={n: modules[n].mask for n in names})
-        for n in names:
-            modules[n].set_mask_(masks[n])
-            modules[n].grown_at = None
+        return prune_to(weights, sparsity, str(cfg.gap_distribution), str(cfg.gap_granularity),
+                        current_masks={n: modules[n].mask for n in names})
 
     def _sync_optimizer(self, model, optimizer, modules, names):
         """The optimizer's weights and Adam moments follow the new masks (fp16: its fp32 copies)."""
@@ -222,11 +240,8 @@ class GapController:
             return
         for n in dense:
             modules[n].stash_()
-        cfg = self.cfg
-        weights = {n: modules[n].weight.detach() for n in dense}
-        masks = prune_to(weights, cfg.gap_sparsity, str(cfg.gap_distribution), str(cfg.gap_granularity))
-        for n in dense:
-            modules[n].set_mask_(masks[n])
+        for n, mask in self._pruned_masks(modules, dense).items():
+            modules[n].set_mask_(mask)
 
     def sparsity(self, model) -> float:
         modules = self.modules(model).values()
