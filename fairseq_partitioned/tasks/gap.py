@@ -95,6 +95,7 @@ class GapController:
         self.schedule: Optional[GapSchedule] = None
         self.names: List[str] = []  # prunable weight names, model order
         self.epoch = 1
+        self._modules_of = None
 
     # ------------------------------------------------------------------------------ build
     def attach(self, model: nn.Module) -> nn.Module:
@@ -136,9 +137,12 @@ class GapController:
         return model
 
     def modules(self, model: nn.Module) -> Dict[str, MaskedLinear]:
+        """Prunable weight name -> its MaskedLinear (looked up once per model: called every step)."""
         model = getattr(model, "module", model)  # a data-parallel wrapper
-        found = {n + ".weight": m for n, m in model.named_modules() if isinstance(m, MaskedLinear)}
-        return {n: found[n] for n in self.names}
+        if self._modules_of is None or self._modules_of[0] is not model:
+            found = {n + ".weight": m for n, m in model.named_modules() if isinstance(m, MaskedLinear)}
+            self._modules_of = (model, {n: found[n] for n in self.names})
+        return self._modules_of[1]
 
     # --------------------------------------------------------------------------- training
     def step_key(self, num_updates: int) -> Optional[int]:
