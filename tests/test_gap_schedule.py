@@ -15,7 +15,6 @@ def test_cyclic_steps_in_epochs():
     assert [s.step_at(epoch, 0) for epoch in range(1, 13)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, None, None]
     assert [s.dense_at(k) for k in range(4)] == [["e0", "e1"], ["d0"], ["d1"], ["e0", "e1"]]
     assert s.dense_at(None) == []
-    assert [e for e in range(1, 13) if s.is_step_end(e, 0)] == [2, 4, 6, 8, 10]
 
 
 def test_cyclic_steps_in_updates():

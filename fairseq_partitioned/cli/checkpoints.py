@@ -53,12 +53,12 @@ def as_partitioned_task(state: dict, **task_overrides) -> dict:
     """``state`` with the configuration of this plugin's task (from ``translation`` or ours)."""
     cfg = state["cfg"]
     with open_dict(cfg):
-        ours = {f.name: f.default for f in fields(TranslationWithPartitionedModelConfig)
-                if not isinstance(f.default, str) or not f.default.startswith("${")}
-        current = OmegaConf.to_container(cfg.task)
-        merged = {k: v for k, v in ours.items() if k not in current and not hasattr(v, "__call__")}
-        merged.update(current)
-        merged.update(task_overrides)
-        merged["_name"] = TASK_NAME
-        cfg.task = OmegaConf.create({k: (str(v) if hasattr(v, "value") else v) for k, v in merged.items()})
+        # our fields at their defaults (not those read from other groups, "${...}"), then the saved
+        # task's values, then the overrides
+        defaults = {
+            f.name: f.default for f in fields(TranslationWithPartitionedModelConfig)
+            if not (isinstance(f.default, str) and f.default.startswith("${"))
+        }
+        task = {**defaults, **OmegaConf.to_container(cfg.task), **task_overrides, "_name": TASK_NAME}
+        cfg.task = OmegaConf.create({k: (v.value if hasattr(v, "value") else v) for k, v in task.items()})
     return state

@@ -40,11 +40,3 @@ class GapSchedule:
         if self.strategy == "random":
             return random_partition(step, self.partitions, self.seed)
         return list(self.partitions[cyclic_partition(step, len(self.partitions))])
-
-    def is_step_end(self, epoch: int, num_updates: int) -> bool:
-        """Whether ``num_updates`` completed updates (after ``epoch``) end a C-GaP step."""
-        if self.steps <= 0:
-            return False
-        if self.step_epochs > 0:
-            return epoch % self.step_epochs == 0 and epoch // self.step_epochs <= self.steps
-        return num_updates > 0 and num_updates % self.step_updates == 0 and num_updates // self.step_updates <= self.steps
