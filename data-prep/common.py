@@ -308,6 +308,14 @@ def summary(out_dir, langs, splits=("train", "valid", "test")):
     return lines
 
 
+def finish(prog, args, langs, splits=("train", "valid", "test")):
+    """The common end of every prepare script: fairseq-preprocess if asked, then the pair counts."""
+    if args.binarize:
+        log(prog, f"fairseq-preprocess into {args.binarize}...")
+        binarize(langs[0], langs[1], args.output, args.binarize, workers=args.workers, joined=args.joined_dictionary)
+    print("\n".join(summary(args.output, langs, splits)))
+
+
 def sentencepiece_module():
     try:
         import sentencepiece

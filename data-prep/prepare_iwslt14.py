@@ -155,10 +155,7 @@ def main(argv=None):
     common.log(PROG, "BPE..." if not args.bpe_codes else f"applying BPE codes {args.bpe_codes}...")
     common.bpe_splits(tmp, args.output, order, ("train", "valid", "test"), args.bpe_codes, args.bpe_tokens,
                       args.workers)
-    if args.binarize:
-        common.log(PROG, f"fairseq-preprocess into {args.binarize}...")
-        common.binarize(src, tgt, args.output, args.binarize, workers=args.workers, joined=args.joined_dictionary)
-    print("\n".join(common.summary(args.output, order)))
+    common.finish(PROG, args, order)
 
 
 if __name__ == "__main__":

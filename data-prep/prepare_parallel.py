@@ -85,10 +85,7 @@ def main(argv=None):
 
     common.log(PROG, "BPE...")
     common.bpe_splits(tmp, args.output, (src, tgt), tuple(prefixes), args.bpe_codes, args.bpe_tokens, args.workers)
-    if args.binarize:
-        common.log(PROG, f"fairseq-preprocess into {args.binarize}...")
-        common.binarize(src, tgt, args.output, args.binarize, workers=args.workers, joined=args.joined_dictionary)
-    print("\n".join(common.summary(args.output, (src, tgt), tuple(prefixes))))
+    common.finish(PROG, args, (src, tgt), tuple(prefixes))
 
 
 if __name__ == "__main__":

@@ -84,10 +84,7 @@ def main(argv=None):
 
     common.log(PROG, "applying BPE...")
     common.bpe_splits(tmp, args.output, (SRC, TGT), tuple(EXPECTED), codes=codes, workers=args.workers)
-    if args.binarize:
-        common.log(PROG, f"fairseq-preprocess into {args.binarize}...")
-        common.binarize(SRC, TGT, args.output, args.binarize, workers=args.workers, joined=args.joined_dictionary)
-    print("\n".join(common.summary(args.output, (SRC, TGT))))
+    common.finish(PROG, args, (SRC, TGT))
 
 
 if __name__ == "__main__":

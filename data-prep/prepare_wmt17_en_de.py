@@ -162,10 +162,7 @@ def main(argv=None):
     for lang in (SRC, TGT):
         shutil.copyfile(os.path.join(tmp, f"bpe.test.{lang}"), os.path.join(args.output, f"test.{lang}"))
 
-    if args.binarize:
-        common.log(PROG, f"fairseq-preprocess into {args.binarize}...")
-        common.binarize(SRC, TGT, args.output, args.binarize, workers=args.workers, joined=args.joined_dictionary)
-    print("\n".join(common.summary(args.output, (SRC, TGT))))
+    common.finish(PROG, args, (SRC, TGT))
 
 
 if __name__ == "__main__":

@@ -149,6 +149,9 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         if cfg.gradient_alignment_interval > 0 and cfg.max_level == 1:
             raise ValueError("--gradient-alignment-interval compares the full network with the core: drop --max-level 1")
         self._last_measured_update = -1
+        self._optimizer_checked = False
+        self._partitioned_of = None
+        self._update_masks = {}
         self.spec: Optional[PartitionSpec] = None  # of the model built last
         self._checkpoint_spec: Optional[PartitionSpec] = None
         self._checkpoint_gap: Optional[dict] = None
@@ -258,13 +261,15 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         return level_for_update(update_num, self.top_level, self.cfg.alternate)
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        if self.cfg.alternate and find_partitioned_optimizer(optimizer) is None:
-            raise ValueError("--alternate needs --optimizer adam_for_partitioned_model")
+        if not self._optimizer_checked:  # once: the optimizer does not change during training
+            if self.cfg.alternate and find_partitioned_optimizer(optimizer) is None:
+                raise ValueError("--alternate needs --optimizer adam_for_partitioned_model")
+            self._optimizer_checked = True
         if self.gap is not None:
             self.gap.before_train_step(model, optimizer, update_num)
         alignment = self._measure_alignment(sample, model, criterion, update_num)
         if self.gap is None:
-            set_level(partitioned_modules(model), self.level_for_update(update_num))
+            set_level(self._partitioned(model), self.level_for_update(update_num))
         loss, sample_size, logging_output = super().train_step(
             sample, model, criterion, optimizer, update_num, ignore_grad
         )
@@ -288,7 +293,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
             masks = [masks_by_weight.get(id(p), True) for p in params]
             set_full = set_masked = lambda: None  # noqa: E731
         else:
-            modules = list(partitioned_modules(model))
+            modules = self._partitioned(model)
             masks = [getattr(p, "partition_level", 1) == 1 for p in params]
             set_full = lambda: set_level(modules, self.top_level)  # noqa: E731
             set_masked = lambda: set_level(modules, 1)  # noqa: E731
@@ -303,12 +308,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         inner = find_partitioned_optimizer(optimizer)
         if inner is None:  # every parameter is active at every update (checked in train_step)
             return super().optimizer_step(optimizer, model, update_num)
-        mask: List[bool] = [
-            getattr(p, "partition_level", 1) <= level for p in model.parameters() if p.requires_grad
-        ]
-        n_opt = sum(len(g["params"]) for g in inner.param_groups)
-        mask += [True] * max(0, n_opt - len(mask))  # the criterion's parameters, if it has any
-        inner.set_update_mask(mask)
+        inner.set_update_mask(self._update_mask(model, inner, level))
         coef = self.cfg.alternate_lr_coef if level < self.top_level else 1.0
         if coef == 1.0:
             return optimizer.step()
@@ -319,9 +319,26 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         finally:
             optimizer.set_lr(lr)
 
+    def _partitioned(self, model) -> List:
+        """The partitioned layers of ``model`` (looked up once per model: used at every step)."""
+        if self._partitioned_of is None or self._partitioned_of[0] is not model:
+            self._partitioned_of = (model, list(partitioned_modules(model)))
+            self._update_masks = {}
+        return self._partitioned_of[1]
+
+    def _update_mask(self, model, inner, level: int) -> List[bool]:
+        """Per optimizer parameter: whether an update of ``level`` may change it (cached per level)."""
+        self._partitioned(model)  # resets the cache for a new model
+        if level not in self._update_masks:
+            mask = [getattr(p, "partition_level", 1) <= level for p in model.parameters() if p.requires_grad]
+            n_opt = sum(len(g["params"]) for g in inner.param_groups)
+            mask += [True] * max(0, n_opt - len(mask))  # the criterion's parameters, if it has any
+            self._update_masks[level] = mask
+        return self._update_masks[level]
+
     # ------------------------------------------------------------------------ evaluation
     def valid_step(self, sample, model, criterion):
-        modules = list(partitioned_modules(model))
+        modules = self._partitioned(model)
         lower = {}
         model.eval()
         for level in range(1, self.top_level):
