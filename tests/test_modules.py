@@ -92,6 +92,18 @@ def test_width_attention_core_uses_first_dims_of_each_head():
     assert torch.all(y[..., 2:] == 0)  # padded: contributes nothing to q . k
 
 
+def test_width_attention_nested_middle_level_uses_first_dims_of_each_head():
+    heads, head_dim = 2, 8
+    q = nn.Linear(16, heads * head_dim)
+    pq = PartitionedLinear.from_linear(q, (0.25, 0.5), partition="out", groups=heads)
+    x = torch.randn(3, 16)
+    pq.set_level(2)  # round(0.5 * 8) = 4 dims per head, from the core's 2 and level 2's next 2
+    y = pq(x).view(3, heads, head_dim)
+    dense = q(x).view(3, heads, head_dim)
+    torch.testing.assert_close(y[..., :4], dense[..., :4])
+    assert torch.all(y[..., 4:] == 0)
+
+
 @pytest.mark.parametrize("kind", ["rank", "width"])
 def test_merged_weight_matches_module_output(kind):
     if kind == "rank":

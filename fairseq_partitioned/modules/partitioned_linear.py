@@ -117,7 +117,7 @@ class PartitionedLinear(LevelledModule):
             return torch.cat(blocks, 0)
         tail = blocks[0].shape[1:]  # (in,) for weights, () for biases
         grouped = [b.reshape(self.groups, b.shape[0] // self.groups, *tail) for b in blocks]
-        return torch.cat(grouped, 1).reshape(self.out_features, *tail)
+        return torch.cat(grouped, 1).reshape(-1, *tail)  # (H * n_l, in): below the top, n_l < head_dim
 
     def weight_at(self, level: int) -> torch.Tensor:
         return self._join(list(self.weight_blocks[:level]))
