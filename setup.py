@@ -1,8 +1,15 @@
+import os
+import re
+
 from setuptools import find_packages, setup
+
+# the one place the version is written: fairseq_partitioned/version.py (read, not imported: no torch here)
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fairseq_partitioned", "version.py")) as f:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 setup(
     name="fairseq_partitioned",
-    version="0.1.0",
+    version=VERSION,
     description="ATS (alternating training) and GaP (grow-and-prune) for fairseq",
     packages=find_packages(include=["fairseq_partitioned", "fairseq_partitioned.*"]),
     python_requires=">=3.9",

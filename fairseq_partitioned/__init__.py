@@ -1,6 +1,7 @@
 """fairseq_partitioned: ATS (alternating training) and GaP (grow-and-prune) as a fairseq plugin.
 
-Importing the package registers its task and optimizer with fairseq (``--user-dir fairseq_partitioned``).
+Importing the package registers its task, optimizer and learning-rate scheduler with fairseq
+(``--user-dir fairseq_partitioned``).
 """
 import os
 
@@ -8,5 +9,4 @@ import os
 # torch reads this variable at every load. Respect a value the user set.
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
-from . import modules, optim, schedules, tasks  # noqa: E402,F401
-from .version import fairseq_distribution  # noqa: E402,F401
+from . import optim, tasks  # noqa: E402,F401

@@ -88,7 +88,7 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf  # noqa: E402
 from fairseq.optim.adam import FairseqAdam  # noqa: E402
 from fairseq.trainer import Trainer  # noqa: E402
 
-import fairseq_partitioned  # noqa: E402
+import fairseq_partitioned.version  # noqa: E402
 from fairseq_partitioned.modules import parameter_counts  # noqa: E402
 from fairseq_partitioned.optim import find_partitioned_optimizer  # noqa: E402
 from fairseq_partitioned.tasks.translation_with_partitioned_model import (  # noqa: E402
@@ -332,8 +332,8 @@ def run_update(b: Built, sample, expect: str):
     trainer = b.trainer
     if b.config.role == "ats":
         # The level is chosen by the update number (Algorithm 1): check that we time what we say.
-        level = b.task.level_for_update(trainer.get_num_updates())
-        actual = "full" if level == b.task.top_level else "core"
+        level = b.task.method.level(trainer.get_num_updates())
+        actual = "full" if level == b.task.method.top_level else "core"
         assert actual == expect, f"{b.config.name}: update {trainer.get_num_updates()} trains {actual}"
     out = trainer.train_step([sample])
     if out is None:
@@ -637,7 +637,7 @@ def machine_info(args, load_start: float) -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    dist, version = fairseq_partitioned.fairseq_distribution()
+    dist, version = fairseq_partitioned.version.fairseq_distribution()
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),

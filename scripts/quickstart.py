@@ -20,6 +20,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 PLUGIN = os.path.join(ROOT, "fairseq_partitioned")
 
 
@@ -68,11 +69,11 @@ def generate(data, ckpt, extra, log):
     return float(bleu.group(1))
 
 
-def parameter_counts(train_log):
-    text = open(train_log).read()
-    core = re.search(r"parameters core ([0-9,]+)", text)
-    full = re.search(r"full network as a standard Transformer ([0-9,]+)", text)
-    return int(core.group(1).replace(",", "")), int(full.group(1).replace(",", ""))
+def parameter_counts(ckpt):
+    from fairseq_partitioned import checkpoints  # torch and fairseq: only once there is a checkpoint
+
+    counts = checkpoints.parameter_counts(checkpoints.load_lazily(ckpt))
+    return counts["core"], counts["full"]
 
 
 def main():
@@ -96,7 +97,7 @@ def main():
     trained = time.time()
     full_bleu = generate(data, ckpt, [], os.path.join(args.workdir, "generate-full.log"))
     core_bleu = generate(data, ckpt, ["--max-level", "1"], os.path.join(args.workdir, "generate-core.log"))
-    core_params, full_params = parameter_counts(train_log)
+    core_params, full_params = parameter_counts(ckpt)
     print()
     print(f"Low-rank ATS (r = 0.25) on the IWSLT14 sample, {args.epochs} epochs on CPU "
           f"(training {trained - start:.0f} s, total {time.time() - start:.0f} s)")

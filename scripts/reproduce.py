@@ -32,7 +32,6 @@ import argparse
 import fnmatch
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -317,33 +316,16 @@ def run_step(step: Step, env: dict, run_id: str, seed: int):
         fail(f"{step.name} of {run_id} seed {seed} failed (exit {rc}), log: {step.log}")
 
 
-PARAMS_CORE = re.compile(r"parameters core ([\d,]+)")
-PARAMS_MERGED = re.compile(r"full network as a standard Transformer ([\d,]+)")
-PARAMS_FAIRSEQ = re.compile(r"num\. shared model params: ([\d,]+)")
-
-
 def parameter_counts(run, directory: str) -> Dict[str, int]:
-    """Parameters of each evaluated network: from the training log (ATS, dense), or the nonzero
-    weights of the sparse checkpoint (GaP: masked weights are exact zeros)."""
-    counts: Dict[str, int] = {}
-    if run.method in ("vanilla", "dense", "ats"):
-        try:
-            with open(os.path.join(directory, "train.log")) as f:
-                text = f.read()
-        except FileNotFoundError:
-            return counts
-        for network, pattern in (("core", PARAMS_CORE), ("full", PARAMS_MERGED if run.method == "ats" else
-                                                         PARAMS_FAIRSEQ)):
-            found = pattern.findall(text)
-            if found and network in run.networks:
-                counts[network] = int(found[-1].replace(",", ""))
-    else:
-        from collect_results import count_parameters  # torch: only when there is a checkpoint to read
+    """Parameters of each evaluated network, as the checkpoint it is translated from records them
+    (ATS: core and the full network as a standard Transformer; GaP: nonzero; plain fairseq: all)."""
+    from fairseq_partitioned import checkpoints  # torch: only when there is a checkpoint to read
 
-        path = generation_checkpoint(run, directory)
-        if os.path.isfile(path):
-            counts["sparse"] = count_parameters(path, nonzero=True)
-    return counts
+    path = generation_checkpoint(run, directory)
+    if not os.path.isfile(path):
+        return {}
+    counts = checkpoints.parameter_counts(checkpoints.load_lazily(path))
+    return {network: counts[network] for network in run.networks if network in counts}
 
 
 def write_record(path: str, record: dict):

@@ -7,7 +7,6 @@ import contextlib
 import io
 import os
 import random
-import sys
 from typing import List, Optional
 
 import torch

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 import fairseq_helpers as h
+from fairseq_partitioned import checkpoints
 from fairseq_partitioned.cli.export import export
-from fairseq_partitioned.cli.pgap import cli_main as pgap_main, owners
+from fairseq_partitioned.cli.pgap import cli_main as pgap_main
 from fairseq_partitioned.cli.prune import prune_checkpoint
 from fairseq_partitioned.cli.report import sparsity_rows
+from fairseq_partitioned.pruning import owners
 
 CGAP = ["--alternate", "--gap-sparsity", "0.75", "--gap-steps", "4", "--gap-step-updates", "3",
         "--lr-scheduler", "gap_inverse_sqrt", "--max-epoch", "100"]
@@ -26,9 +28,10 @@ def _assert_masked_weights_are_zero(state):
 
 
 def _partition_state(path):
+    """The checkpoint, and per prunable weight: (the step that grew it, or None; whether it is set aside)."""
     state = h.load_checkpoint(path)
-    extra = {k[: -len("_extra_state")] + "weight": v for k, v in state["model"].items() if k.endswith("._extra_state")}
-    return state, {k: (v["grown_at"], v["stash"] is not None) for k, v in extra.items()}
+    gap = checkpoints.gap_state(state)
+    return state, {k: (gap["grown"].get(k), k in gap["set_aside"]) for k in gap["prunable"]}
 
 
 def test_cgap_resumes_mid_step_with_the_same_masks_and_schedule_position(data_dir, tmp_path):
@@ -163,7 +166,7 @@ def test_prune_from_dense_finetune_export_and_plain_generate(data_dir, tmp_path)
     report = export(ckpt, "full", plain_pt, sparse_output=sparse_pt)
     assert report["sparse_bytes"] < report["output_bytes"]
     plain = h.load_checkpoint(plain_pt)
-    assert not any(k.endswith((".mask", "._extra_state")) for k in plain["model"])
+    assert not any(k.endswith(".mask") for k in plain["model"])
     assert h.hypotheses(h.generate_main(data_dir, ["--task", "translation"], path=plain_pt, user_dir=False)) == plugin
 
 
@@ -181,8 +184,6 @@ def test_pgap_round_with_three_concurrent_workers_loses_no_parameter(data_dir, t
     # each worker grew a different partition: its dense weights are where the combined model's come from
     for w, names in enumerate(owned):
         for k in names:
-            if k.endswith("._extra_state"):
-                continue
             mine, got = workers[w]["model"][k], combined["model"][k]
             if k.endswith(".mask"):
                 continue

@@ -1,6 +1,5 @@
 """The GaP schedule (which matrices are dense when) and the learning rate that restarts with each step."""
 import pytest
-import torch
 from fairseq.optim import FairseqOptimizer
 from omegaconf import OmegaConf
 

@@ -5,12 +5,11 @@ from torch import nn
 
 from fairseq_partitioned.pruning import (
     DEFAULT_PRUNABLE,
-    apply_masks_,
     combine,
     cyclic_partition,
     format_table,
-    grow,
     layer_of,
+    owners,
     partition_names,
     prunable_names,
     prune_to,
@@ -155,8 +154,7 @@ def test_block_1x8_prunes_exactly_round_s_blocks(distribution, sparsity):
         blocks = _blocks(masks[name])
         assert (blocks.all(-1) | ~blocks.any(-1)).all()  # every block all kept or all pruned
         counts[name] = int((~blocks.any(-1)).sum())
-        pruned_weights = w.clone()
-        apply_masks_({name: pruned_weights}, {name: masks[name]})
+        pruned_weights = w.masked_fill(~masks[name], 0)
         assert int((_blocks(pruned_weights) == 0).all(-1).sum()) == counts[name]  # all-zero blocks
     n_blocks = {name: w.numel() // 8 for name, w in weights.items()}
     if distribution == "uniform":
@@ -232,7 +230,7 @@ def test_gpu_masks_equal_cpu_masks(distribution, granularity):
         assert gpu[name].is_cuda and torch.equal(gpu[name].cpu(), cpu[name])
 
 
-# ---------------------------------------------------------------- random start, grow, apply
+# ---------------------------------------------------------------- random start
 
 
 @pytest.mark.parametrize("distribution", ["uniform", "non-uniform"])
@@ -259,30 +257,6 @@ def test_random_masks_follow_the_granularity():
     assert (blocks.all(-1) | ~blocks.any(-1)).all() and int((~blocks.any(-1)).sum()) == 12
     nm = random_masks({"w": torch.Size([4, 32])}, 0.5, granularity="2:4", generator=g)["w"]
     assert (nm.reshape(-1, 4).sum(-1) == 2).all()
-
-
-def test_grow_makes_the_named_masks_dense_and_leaves_the_rest():
-    masks = random_masks({"a": torch.Size([4, 8]), "b": torch.Size([8, 4])}, 0.5,
-                         generator=torch.Generator().manual_seed(0))
-    grown = grow(masks, ["a"])
-    assert grown["a"].all() and grown["a"].dtype == torch.bool
-    assert grown["b"] is masks["b"] and not masks["a"].all()  # the input is not modified
-    with pytest.raises(KeyError, match="cannot grow c"):
-        grow(masks, ["c"])
-
-
-def test_apply_masks_zeroes_in_place_and_a_grown_weight_starts_at_zero():
-    layer = nn.Linear(8, 4)
-    weights = {"weight": layer.weight, "bias": layer.bias}
-    before = layer.weight.detach().clone()
-    masks = prune_to({"weight": layer.weight}, 0.5)
-    apply_masks_(weights, masks)
-    assert layer.weight.requires_grad
-    torch.testing.assert_close(layer.weight.detach(), before * masks["weight"])
-    grown = grow(masks, ["weight"])
-    assert grown["weight"].all() and int((layer.weight == 0).sum()) == 16  # grown, still zero
-    with pytest.raises(KeyError, match="has a mask but no weight"):
-        apply_masks_({}, masks)
 
 
 # ---------------------------------------------------------------- partitions and schedule
@@ -385,59 +359,54 @@ def _workers(kappa=3, seed=0):
     return start, states, groups
 
 
-def test_combine_takes_each_partition_from_its_owner_and_averages_the_rest():
-    start, states, groups = _workers()
-    combined = combine(states, groups)
+def test_owners_name_every_tensor_once_by_the_layer_rule():
+    _, states, _ = _workers()
+    owned = owners(states[0], 3)
+    assert sorted(k for names in owned for k in names) == sorted(states[0])  # every key, exactly once
+    worker = {k: i for i, names in enumerate(owned) for k in names}
+    partitions = transformer_partitions(2, 2, 3)
+    for key in states[0]:
+        layer = layer_of(key)
+        if layer is not None:  # weights, masks, biases and norms of a layer: its partition's worker
+            assert layer in partitions[worker[key]], key
+    assert worker["encoder.embed_tokens.weight"] == 0  # the first encoder partition
+    assert worker["decoder.output_projection.weight"] == 2  # the last decoder partition
+    assert worker["step_counter"] == 0
+
+
+def test_owners_take_tied_tensors_from_one_worker():
+    _, states, _ = _workers()
+    state = dict(states[0])
+    state["decoder.embed_tokens.weight"] = state["encoder.embed_tokens.weight"]  # --share-all-embeddings
+    worker = {k: i for i, names in enumerate(owners(state, 3)) for k in names}
+    assert worker["decoder.embed_tokens.weight"] == worker["encoder.embed_tokens.weight"] == 0
+
+
+def test_combine_takes_every_tensor_from_its_owner_and_averages_nothing():
+    start, states, _ = _workers()
+    owned = owners(states[0], 3)
+    combined = combine(states, owned)
     assert list(combined) == list(states[0])  # no key lost, none added
-    owner = {name: i for i, group in enumerate(groups) for name in group}
+    worker = {k: i for i, names in enumerate(owned) for k in names}
     for name, t in combined.items():
-        if name in owner:
-            assert t is states[owner[name]][name]
-        elif name.endswith("version") or name == "step_counter":
-            assert torch.equal(t, states[0][name])  # equal on every worker: bit for bit
-        else:
-            mean = torch.stack([s[name].double() for s in states]).mean(0).float()
-            torch.testing.assert_close(t, mean, rtol=0, atol=1e-6)
-            assert not torch.equal(t, start[name])  # trained, not reset to the start
-    assert "decoder.output_projection.weight" not in owner and "encoder.embed_tokens.weight" not in owner
+        assert t is states[worker[name]][name]
 
 
-def test_combine_can_take_shared_tensors_from_one_worker():
-    _, states, groups = _workers()
-    combined = combine(states, groups, shared_from=1)
-    owner = {name: i for i, group in enumerate(groups) for name in group}
-    for name, t in combined.items():
-        assert t is states[owner.get(name, 1)][name]
-    with pytest.raises(ValueError, match="shared_from=3, but there are 3 workers"):
-        combine(states, groups, shared_from=3)
-
-
-def test_combine_rejects_missing_double_owned_and_unaveragable_tensors():
-    _, states, groups = _workers()
+def test_combine_rejects_missing_unowned_and_double_owned_tensors():
+    _, states, _ = _workers()
+    owned = owners(states[0], 3)
     del states[2]["encoder.layers.0.fc1.bias"]
     with pytest.raises(ValueError, match="encoder.layers.0.fc1.bias is missing from worker 2"):
-        combine(states, groups)
-    _, states, groups = _workers()
-    twice = [groups[0], groups[1] + groups[0][:1], groups[2]]
-    with pytest.raises(ValueError, match=f"{groups[0][0]} is owned by workers 0 and 1"):
-        combine(states, twice)
+        combine(states, owned)
+    _, states, _ = _workers()
+    with pytest.raises(ValueError, match=f"{owned[0][0]} is owned by workers 0 and 1"):
+        combine(states, [owned[0], owned[1] + owned[0][:1], owned[2]])
+    with pytest.raises(ValueError, match=f"{owned[2][0]} has no owner"):
+        combine(states, [owned[0], owned[1], owned[2][1:]])
     with pytest.raises(ValueError, match="owns nowhere.weight, which is in no worker's state"):
-        combine(states, [groups[0] + ["nowhere.weight"], groups[1], groups[2]])
-    states[1]["step_counter"] = torch.tensor(8)
-    with pytest.raises(ValueError, match="step_counter .* differs across workers and cannot be averaged"):
-        combine(states, groups)
-    with pytest.raises(ValueError, match="one partition per worker"):
-        combine(states, groups[:2])
-
-
-def test_combine_masks_owned_by_their_worker():
-    """Masks saved in the state: worker i grew S_i dense, the other masks are the common start."""
-    shapes = {f"{stack}.layers.0.fc1.weight": torch.Size([8, 8]) for stack in ("encoder", "decoder")}
-    start = random_masks(shapes, 0.5, generator=torch.Generator().manual_seed(0))
-    owned = [["encoder.layers.0.fc1.weight"], ["decoder.layers.0.fc1.weight"]]
-    workers = [{f"{n}_mask": m for n, m in grow(start, owned[i]).items()} for i in range(2)]
-    combined = combine(workers, [[f"{n}_mask" for n in names] for names in owned])
-    assert all(m.all() for m in combined.values())  # the combined model is dense (Algorithm 2 line 10)
+        combine(states, [owned[0] + ["nowhere.weight"], owned[1], owned[2]])
+    with pytest.raises(ValueError, match="one list of owned names per worker"):
+        combine(states, owned[:2])
 
 
 # ---------------------------------------------------------------- report

@@ -18,12 +18,17 @@ from typing import Tuple
 
 import torch
 from fairseq.data import Dictionary
+from fairseq.dataclass.utils import merge_with_parent
 from omegaconf import open_dict
 from torch import nn
 
-from ..modules import LevelledModule, PartitionSpec
-from ..tasks.translation_with_partitioned_model import TASK_NAME, TranslationWithPartitionedModelTask
-from .checkpoints import as_plain_translation, is_gap_checkpoint, load_checkpoint, mask_keys, save_checkpoint
+from .. import checkpoints
+from ..checkpoints import TASK_NAME
+from ..modules import LevelledModule
+from ..tasks.translation_with_partitioned_model import (
+    TranslationWithPartitionedModelConfig,
+    TranslationWithPartitionedModelTask,
+)
 
 logger = logging.getLogger("fairseq_partitioned.export")
 
@@ -33,22 +38,20 @@ def load_partitioned(path: str, level: int = None) -> Tuple[dict, TranslationWit
 
     Dictionaries are stand-ins of the saved embedding sizes, so no data directory is needed.
     """
-    state = load_checkpoint(path)
-    saved = (state.get("task_state") or {}).get("partition")
-    if saved is None or state["cfg"]["task"]["_name"] != TASK_NAME:
-        raise ValueError(f"{path} is not a checkpoint of --task {TASK_NAME}")
-    spec = PartitionSpec.from_dict(saved)
+    state = checkpoints.load(path)
+    saved = checkpoints.task_state(state).get("partition")
+    if saved is None or checkpoints.task_name(state) != TASK_NAME:
+        raise ValueError(f"{path} is not a checkpoint of --task {TASK_NAME} with a partitioned model")
     cfg = state["cfg"]
     with open_dict(cfg):
         cfg.task.eval_bleu = False
-        cfg.task.max_level = spec.built_levels if level is None else level
-        cfg.task.restore_file = None
+        cfg.task.max_level = level  # None: every level the checkpoint holds
         cfg.task.alternate = False  # only the architecture matters here
     model_state = state["model"]
     src = _stand_in_dictionary(model_state["encoder.embed_tokens.weight"].shape[0])
     tgt = _stand_in_dictionary(model_state["decoder.embed_tokens.weight"].shape[0])
-    task = TranslationWithPartitionedModelTask(cfg.task, src, tgt)
-    task.load_state_dict(state["task_state"])
+    task = TranslationWithPartitionedModelTask(merge_with_parent(TranslationWithPartitionedModelConfig(), cfg.task), src, tgt)
+    task.load_state_dict(checkpoints.task_state(state))
     model = task.build_model(cfg.model, from_checkpoint=True)
     model.load_state_dict(model_state, strict=True, model_cfg=cfg.model)
     model.eval()
@@ -80,17 +83,17 @@ def export(path: str, level: str, output: str, sparse_output: str = None) -> dic
     """Write the export; returns sizes and parameter counts for the report."""
     if level not in ("full", "core"):
         raise ValueError(f"--level must be 'full' or 'core', got {level!r}")
-    if is_gap_checkpoint(load_checkpoint(path)):
+    if checkpoints.masks(checkpoints.load_lazily(path)["model"]):
         return _export_gap(path, level, output, sparse_output)
     if sparse_output:
         raise ValueError("--sparse-output is for GaP checkpoints (sparse weights)")
     state, task, model = load_partitioned(path, level=1 if level == "core" else None)
-    spec = task.spec
+    spec = task.method.spec
     if level == "full" and spec.built_levels < spec.num_levels:
         raise ValueError(f"{path} holds only levels 1..{spec.built_levels}: it has no full network to export")
     if level == "full":
         to_standard_transformer(model)
-        as_plain_translation(state)
+        checkpoints.as_plain_translation(state)
     else:
         state.pop("last_optimizer_state", None)  # per-parameter state of the training model
         with open_dict(state["cfg"]):
@@ -98,7 +101,7 @@ def export(path: str, level: str, output: str, sparse_output: str = None) -> dic
             state["cfg"].task.alternate = False
         state["task_state"] = task.state_dict()
     state["model"] = model.state_dict()
-    save_checkpoint(state, output)
+    checkpoints.save(state, output)
     return {
         "input_bytes": os.path.getsize(path),
         "output_bytes": os.path.getsize(output),
@@ -110,17 +113,14 @@ def _export_gap(path: str, level: str, output: str, sparse_output: str = None) -
     """A GaP model is a standard Transformer whose pruned weights are zero: drop masks and GaP state."""
     if level != "full":
         raise ValueError(f"{path} is a GaP (sparse) checkpoint: it has no core; use --level full")
-    state = load_checkpoint(path)
-    masks = {k[: -len("mask")] + "weight": state["model"][k] for k in mask_keys(state["model"])}
-    for name, mask in masks.items():
-        if torch.any(state["model"][name][~mask] != 0):
-            raise ValueError(f"{path}: {name} has nonzero weights where its mask is False")
-    state["model"] = {
-        k: v for k, v in state["model"].items()
-        if not (k.endswith(".mask") and k[: -len("mask")] + "weight" in masks) and not k.endswith("._extra_state")
-    }
-    as_plain_translation(state)
-    save_checkpoint(state, output)
+    state = checkpoints.load(path)
+    masks = checkpoints.masks(state["model"])
+    dense = checkpoints.nonzero_where_masked(state["model"])
+    if dense:
+        raise ValueError(f"{path}: {dense[0]} has nonzero weights where its mask is False")
+    state["model"] = checkpoints.without_masks(state["model"])
+    checkpoints.as_plain_translation(state)
+    checkpoints.save(state, output)
     report = {
         "input_bytes": os.path.getsize(path),
         "output_bytes": os.path.getsize(output),
@@ -130,7 +130,7 @@ def _export_gap(path: str, level: str, output: str, sparse_output: str = None) -
         # Prunable matrices in compressed sparse row form (values, column indices, row pointers),
         # everything else dense: what a sparse deployment stores.
         sparse = {k: (_csr32(v) if k in masks else v) for k, v in state["model"].items()}
-        save_checkpoint({"model": sparse, "format": "prunable weights as torch.sparse_csr"}, sparse_output)
+        checkpoints.save({"model": sparse, "format": "prunable weights as torch.sparse_csr"}, sparse_output)
         report["sparse_bytes"] = os.path.getsize(sparse_output)
     return report
 

@@ -15,26 +15,20 @@ Workers run concurrently as local processes (one GPU each when there are GPUs, e
 cores shared out); ``--print-commands`` prints every command instead, for a cluster scheduler, with
 ``--combine-round r`` as the step that combines round r.
 
-Combine rule (every parameter comes from a worker that trained it, none is reset or averaged):
-a tensor of an encoder or decoder layer (its weights, masks, biases, layer norms) comes from the worker
-that grew the partition holding that layer, so a layer's biases and norms stay the ones trained with its
-dense weights; encoder tensors outside the layers (embeddings, final layer norm) from the worker that
-grew the first encoder partition; decoder tensors outside the layers (embeddings, final layer norm,
-output projection) from the worker that grew the last decoder partition; tied tensors (shared
-embeddings) from one worker, that of the first of their names.
+Combine rule: ``pruning/combine.py`` (every tensor from the one worker that owns it; none averaged).
 """
 import argparse
 import os
 import shlex
 import subprocess
 import sys
-from typing import Dict, List
+from typing import List
 
 import torch
-
-from ..pruning import combine, layer_of, partition_names, prunable_names, prune_to, transformer_partitions
-from .checkpoints import load_checkpoint, save_checkpoint
 from omegaconf import open_dict
+
+from .. import checkpoints
+from ..pruning import combine, owners, prunable_names, prune_to
 
 
 def _train_flags(train_args: List[str]) -> argparse.Namespace:
@@ -78,55 +72,24 @@ def combined_path(save_dir, rnd):
     return os.path.join(save_dir, f"round{rnd}", "combined.pt")
 
 
-def owners(model_state: Dict[str, torch.Tensor], kappa: int) -> List[List[str]]:
-    """The names each worker contributes to the combined model (the rule in the module docstring)."""
-    layers = [layer_of(k) for k in model_state]
-    encoder_layers = 1 + max([i for s, i in filter(None, layers) if s == "encoder"], default=-1)
-    decoder_layers = 1 + max([i for s, i in filter(None, layers) if s == "decoder"], default=-1)
-    partitions = transformer_partitions(encoder_layers, decoder_layers, kappa)
-    partition_of = {layer: i for i, part in enumerate(partitions) for layer in part}
-    first_encoder = partition_of.get(("encoder", 0), 0)
-    last_decoder = partition_of.get(("decoder", decoder_layers - 1), kappa - 1)
-    storage_owner: Dict[int, int] = {}
-    owned: List[List[str]] = [[] for _ in range(kappa)]
-    for key, value in model_state.items():
-        layer = layer_of(key)
-        if layer is not None:
-            worker = partition_of[layer]
-        elif key.startswith("encoder."):
-            worker = first_encoder
-        elif key.startswith("decoder."):
-            worker = last_decoder
-        else:
-            worker = 0
-        if torch.is_tensor(value) and value.numel() > 0:  # tied tensors share one storage
-            worker = storage_owner.setdefault(value.untyped_storage().data_ptr(), worker)
-        owned[worker].append(key)
-    return owned
-
-
 def combine_round(save_dir: str, rnd: int, kappa: int, sparsity: float, distribution: str,
                   granularity: str, prunable=None) -> str:
     """Algorithm 2 lines 9-11: combine the workers' dense partitions, prune the whole model to S."""
-    states = [load_checkpoint(os.path.join(worker_dir(save_dir, rnd, w), "checkpoint_last.pt")) for w in range(kappa)]
-    extra = {k for k in states[0]["model"] if k.endswith("._extra_state")}
-    models = [{k: v for k, v in s["model"].items() if k not in extra} for s in states]
-    owned = [[k for k in names if k not in extra] for names in owners(states[0]["model"], kappa)]
-    model = combine(models, owned)
+    states = [checkpoints.load(os.path.join(worker_dir(save_dir, rnd, w), "checkpoint_last.pt")) for w in range(kappa)]
+    models = [checkpoints.without_legacy_state(s["model"]) for s in states]
+    model = combine(models, owners(models[0], kappa))
     names = prunable_names(list(model), prunable)
-    masks = prune_to({n: model[n].float() for n in names}, sparsity, distribution, granularity)
-    for name in names:
-        model[name] = model[name].masked_fill(~masks[name], 0)
-        model[name[: -len("weight")] + "mask"] = masks[name]
-    for key in extra:
-        model[key] = {"stash": None, "grown_at": None}
+    checkpoints.set_masks(model, prune_to({n: model[n].float() for n in names}, sparsity, distribution, granularity))
     state = states[0]
     state["model"] = model
     state.pop("last_optimizer_state", None)  # the next round starts its optimizer afresh
     with open_dict(state["cfg"]):
         state["cfg"].task.gap_grow_partition = -1
+    gap = checkpoints.task_state(state)["gap"]
+    state["task_state"]["gap"] = {**gap, "grown": {}, "set_aside": {}}  # pruned: nothing grown
+    state["task_state"]["counts"] = checkpoints.sparse_counts(model)
     path = combined_path(save_dir, rnd)
-    save_checkpoint(state, path)
+    checkpoints.save(state, path)
     return path
 
 
@@ -134,7 +97,7 @@ def _round_done(save_dir, rnd, worker, step_epochs) -> bool:
     path = os.path.join(worker_dir(save_dir, rnd, worker), "checkpoint_last.pt")
     if not os.path.isfile(path):
         return False
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    state = checkpoints.load_lazily(path)
     return state["extra_state"]["train_iterator"]["epoch"] >= (rnd + 1) * step_epochs
 
 

@@ -13,35 +13,33 @@ GaP masks; fine-tune it with fixed masks:
 import argparse
 import sys
 
-import torch
-
+from .. import checkpoints
 from ..pruning import format_table, prunable_names, prune_to, sparsity_table
-from .checkpoints import as_partitioned_task, load_checkpoint, mask_keys, save_checkpoint
 
 
 def prune_checkpoint(path: str, sparsity: float, output: str, distribution="uniform",
                      granularity="unstructured", prunable=None) -> dict:
-    state = load_checkpoint(path)
+    state = checkpoints.load(path)
     model = state["model"]
-    if mask_keys(model):
+    if checkpoints.masks(model):
         raise ValueError(f"{path} already holds GaP masks: prune a dense checkpoint")
-    if (state.get("task_state") or {}).get("partition"):
+    if checkpoints.task_state(state).get("partition"):
         raise ValueError(f"{path} is an ATS checkpoint: export it first (fairseq-partitioned-export --level full)")
     names = prunable_names(list(model), prunable)
     if not names:
         raise ValueError(f"--prunable matches no weight of {path}")
-    masks = prune_to({n: model[n].float() for n in names}, sparsity, distribution, granularity)
-    for name in names:
-        model[name] = model[name].masked_fill(~masks[name], 0)
-        model[name[: -len("weight")] + "mask"] = masks[name]
-        model[name[: -len("weight")] + "_extra_state"] = {"stash": None, "grown_at": None}
-    as_partitioned_task(
+    checkpoints.set_masks(model, prune_to({n: model[n].float() for n in names}, sparsity, distribution, granularity))
+    checkpoints.as_partitioned_task(
         state, gap_sparsity=sparsity, gap_distribution=distribution, gap_granularity=granularity,
         gap_prunable=prunable, alternate=False, gap_steps=0,
     )
     state.pop("last_optimizer_state", None)  # moments of the dense model: the fine-tune starts afresh
-    state["task_state"] = {**(state.get("task_state") or {}), "gap": {"sparsity": sparsity, "prunable": names}}
-    save_checkpoint(state, output)
+    state["task_state"] = {
+        **checkpoints.task_state(state),
+        "gap": {"sparsity": sparsity, "prunable": names, "grown": {}, "set_aside": {}},
+        "counts": checkpoints.sparse_counts(model),
+    }
+    checkpoints.save(state, output)
     return {n: model[n] for n in names}
 
 
@@ -59,8 +57,7 @@ def cli_main(argv=None):
                                   args.granularity, args.prunable)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"fairseq-partitioned-prune: error: {e}")
-    rows = sparsity_table(pruned)
-    print(format_table(rows))
+    print(format_table(sparsity_table(pruned)))
     print(f"wrote {args.output}")
 
 

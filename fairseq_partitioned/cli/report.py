@@ -8,15 +8,15 @@ the exact zeros of the weights do. ``--all`` lists every 2-d weight, not only th
 import argparse
 import sys
 
+from .. import checkpoints
 from ..pruning import format_table, prunable_names, sparsity_table
-from .checkpoints import load_checkpoint, mask_keys
 
 
 def sparsity_rows(path: str, prunable=None, every_matrix=False):
-    model = load_checkpoint(path)["model"]
-    masks = mask_keys(model)
+    model = checkpoints.load(path)["model"]
+    masks = checkpoints.masks(model)
     if masks and not every_matrix:
-        return sparsity_table({k[: -len("mask")] + "weight": model[k] for k in masks})
+        return sparsity_table(masks)
     if every_matrix:
         names = [k for k, v in model.items() if hasattr(v, "dim") and v.dim() == 2 and not k.endswith(".mask")]
     else:

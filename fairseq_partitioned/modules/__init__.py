@@ -9,4 +9,4 @@ from .partitioning import (  # noqa: F401
     partitioned_modules,
     set_level,
 )
-from .masked_linear import MaskedLinear  # noqa: F401,E402
+from .masked_linear import MaskedLinear, mask_layers, masked_layers  # noqa: F401,E402

@@ -1,27 +1,41 @@
 """Adam that applies the update mask of partial SGD (ATS paper, Algorithm 2; DESIGN.md).
 
-A parameter outside the update mask is left exactly as it was, and so is its optimizer state (moments,
-step count): for the duration of the step it is simply not in the optimizer's parameter groups, so
-fairseq's own Adam (AdamW-style decoupled weight decay) never sees it. With every parameter active the
-update is bit for bit fairseq's ``--optimizer adam``.
+The one place where an update mask is applied, for both methods. Per parameter the mask is
+
+- True: update it, as fairseq's ``--optimizer adam`` would;
+- False (ATS: the extension on a core update): leave it exactly as it was, and its optimizer state
+  (moments, step count): for the step it is simply not in the parameter groups, so fairseq's Adam,
+  with its decoupled weight decay, never sees it;
+- a bool tensor of the parameter's shape (GaP: a sparse weight): update only those elements. The
+  gradient elsewhere is zeroed before the gradient norm is taken (clipping sees the gradient of the
+  masked network) and before the step; the values and moments there are zero (``zero_outside_``), and
+  an Adam step with zero gradient leaves zero values and zero moments exactly zero.
+
+With every parameter active the update is bit for bit fairseq's ``--optimizer adam``.
 
 The mask is a list aligned with the optimizer's parameters, which are the model's trainable parameters
 in order, or, with ``--fp16``/``--bf16``, fp32 copies of them in the same order (DESIGN.md: no lookup by
-identity). The task sets it before every update (``set_update_mask``); it is used for one step only.
+identity). The task hands it over before every update (``set_update_mask``); it holds until the step.
+When a method changes which elements it trains (GaP grows or prunes a partition), it tells the
+optimizer which: ``zero_outside_`` resets the values (of the fp32 copies) and moments outside the new
+masks, so a grown weight starts at zero with fresh moments.
 """
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from fairseq.optim import register_optimizer
 from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 from omegaconf import II
 
+from ..checkpoints import TASK_NAME, config_value
+
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "translation_with_partitioned_model"
+OPTIMIZER_NAME = "adam_for_partitioned_model"
+MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 Mask = Union[bool, torch.Tensor]
 
@@ -38,28 +52,52 @@ class AdamForPartitionedModelConfig(FairseqAdamConfig):
     memory_efficient_bf16: bool = II("common.memory_efficient_bf16")
 
 
-@register_optimizer("adam_for_partitioned_model", dataclass=AdamForPartitionedModelConfig)
+@register_optimizer(OPTIMIZER_NAME, dataclass=AdamForPartitionedModelConfig)
 class AdamForPartitionedModel(FairseqAdam):
     def __init__(self, cfg: AdamForPartitionedModelConfig, params):
         _check_config(cfg)
         super().__init__(cfg, params)
         self._update_mask: Optional[List[Mask]] = None
+        self._grads_masked = False
 
     def set_update_mask(self, mask: Optional[Sequence[Mask]]):
-        """Mask for the next step: per parameter, True (update), False (leave untouched) or a 0/1
+        """Mask for the next step: per parameter, True (update), False (leave untouched) or a bool
         tensor of the parameter's shape (update only those elements). None: update everything."""
         if mask is not None:
-            n = sum(len(g["params"]) for g in self.param_groups)
+            n = self.num_parameters
             if len(mask) != n:
                 raise ValueError(
                     f"update mask has {len(mask)} entries but the optimizer holds {n} parameters; "
                     "with --fp16/--bf16 pass --fp16-no-flatten-grads"
                 )
         self._update_mask = None if mask is None else list(mask)
+        self._grads_masked = False
+
+    def clip_grad_norm(self, max_norm, aggregate_norm_fn=None):
+        # fairseq's fp16/AMP wrappers call this on the fp32 copies too, after their grads are synced
+        self._mask_grads()
+        return super().clip_grad_norm(max_norm, aggregate_norm_fn)
 
     def step(self, closure=None, scale=1.0, groups=None):
+        self._mask_grads()
         with self._only_active():
             super().step(closure, scale=scale, groups=groups)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(len(g["params"]) for g in self.param_groups)
+
+    def _flat_params(self) -> List[torch.Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _mask_grads(self):
+        """Zero the gradient outside every element mask (once per update)."""
+        if self._update_mask is None or self._grads_masked:
+            return
+        for p, m in zip(self._flat_params(), self._update_mask):
+            if isinstance(m, torch.Tensor) and p.grad is not None:
+                p.grad.masked_fill_(~m, 0)
+        self._grads_masked = True
 
     @contextmanager
     def _only_active(self):
@@ -68,51 +106,43 @@ class AdamForPartitionedModel(FairseqAdam):
             yield
             return
         saved = [g["params"] for g in self.param_groups]
-        i = 0
+        masks = iter(mask)
         for g in self.param_groups:
-            active = []
-            for p in g["params"]:
-                m = mask[i]
-                i += 1
-                if isinstance(m, torch.Tensor):
-                    if p.grad is not None:
-                        p.grad.mul_(m.to(p.grad.dtype))
-                    active.append(p)
-                elif m:
-                    active.append(p)
-            g["params"] = active
+            g["params"] = [p for p in g["params"] if next(masks) is not False]
         try:
             yield
         finally:
             for g, params in zip(self.param_groups, saved):
                 g["params"] = params
 
+    @torch.no_grad()
+    def zero_outside_(self, masks: Dict[int, torch.Tensor]):
+        """Parameter index -> its new element mask: outside it, the values (of the optimizer's copies:
+        the model's weights themselves in fp32) and the Adam moments become zero."""
+        params = self._flat_params()
+        for i, keep in masks.items():
+            p = params[i]
+            keep = keep.to(p.device)
+            p.masked_fill_(~keep, 0)
+            state = self.optimizer.state.get(p, {})
+            for key in MOMENTS:
+                if key in state:
+                    state[key].masked_fill_(~keep, 0)
+
 
 def _check_config(cfg):
-    try:
-        task_name = cfg.task_name
-    except Exception:  # no task in this configuration (e.g. the optimizer built on its own)
-        task_name = None
+    task_name = config_value(cfg, "task_name")  # None: the optimizer built on its own
     if task_name is not None and task_name != TASK_NAME:
-        raise ValueError(
-            f"--optimizer adam_for_partitioned_model needs --task {TASK_NAME} (got --task {task_name})"
-        )
+        raise ValueError(f"--optimizer {OPTIMIZER_NAME} needs --task {TASK_NAME} (got --task {task_name})")
     if getattr(cfg, "fp16_adam_stats", False):
-        raise ValueError("--fp16-adam-stats is not supported by --optimizer adam_for_partitioned_model")
-    half = _get(cfg, "fp16") or _get(cfg, "bf16")
-    memory_efficient = _get(cfg, "memory_efficient_fp16") or _get(cfg, "memory_efficient_bf16")
-    if half and not memory_efficient and not _get(cfg, "fp16_no_flatten_grads"):
+        raise ValueError(f"--fp16-adam-stats is not supported by --optimizer {OPTIMIZER_NAME}")
+    half = config_value(cfg, "fp16", False) or config_value(cfg, "bf16", False)
+    memory_efficient = config_value(cfg, "memory_efficient_fp16", False) or config_value(cfg, "memory_efficient_bf16", False)
+    if half and not memory_efficient and not config_value(cfg, "fp16_no_flatten_grads", False):
         raise ValueError(
-            "--optimizer adam_for_partitioned_model with --fp16/--bf16 needs --fp16-no-flatten-grads "
+            f"--optimizer {OPTIMIZER_NAME} with --fp16/--bf16 needs --fp16-no-flatten-grads "
             "(flattened fp32 copies cannot be masked per parameter)"
         )
-
-
-def _get(cfg, name):
-    try:
-        return bool(getattr(cfg, name, False))
-    except Exception:
-        return False
 
 
 def find_partitioned_optimizer(optimizer) -> Optional[AdamForPartitionedModel]:

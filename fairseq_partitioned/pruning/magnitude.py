@@ -1,12 +1,12 @@
-"""Magnitude prune-to, grow, and the random start of GaP (Ma et al., ICLR 2022, arXiv:2106.09857).
+"""Magnitude prune-to and the random start of GaP (Ma et al., ICLR 2022, arXiv:2106.09857).
 
 Algorithm 1 (C-GaP) and Algorithm 2 (P-GaP) need three operations on boolean masks, one per prunable
 weight matrix (True = the weight is free, False = it is fixed at zero: ``f(x; Theta * m)``):
 
 - ``ArgPruneTo(Theta, r)``: keep the largest-magnitude weights, prune the rest, to sparsity exactly
   ``r`` (section 3: "the weights with the lowest magnitudes are pruned to zero") -> ``prune_to``;
-- ``ArgGrowTo(Theta)``: set a partition's masks to all ones -> ``grow``; the grown weights start at
-  zero, because a pruned weight is kept at zero (``apply_masks_``);
+- ``ArgGrowTo(Theta)``: set a partition's masks to all ones (``MaskedLinear.set_mask_``); the grown
+  weights start at zero, because a pruned weight is kept at zero;
 - random masks at the target sparsity, the start of both algorithms (Algorithm 1, line 1) ->
   ``random_masks``.
 
@@ -18,7 +18,7 @@ value the tensor holds there, so it is pruned again before any kept weight of th
 Non-uniform pruning ranks the units of all matrices together; ties between matrices are broken by
 the sorted order of the names, so the result does not depend on the order of a dict.
 """
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 from torch import Tensor
@@ -110,33 +110,6 @@ def prune_to(
         for name, part in zip(names, lowest.split(sizes, dim=-1)):
             pruned[name] = part.to(weights[name].device)
     return {name: expand(~pruned[name], weights[name].shape, gran) for name in weights}
-
-
-def grow(masks: Mapping[str, Tensor], names: Iterable[str]) -> Dict[str, Tensor]:
-    """ArgGrowTo: a copy of ``masks`` whose named masks are all True (the partition grown dense)."""
-    grown = dict(masks)
-    for name in names:
-        if name not in masks:
-            raise KeyError(f"cannot grow {name}: it has no mask (not a prunable weight)")
-        grown[name] = torch.ones_like(masks[name], dtype=torch.bool)
-    return grown
-
-
-@torch.no_grad()
-def apply_masks_(weights: Mapping[str, Tensor], masks: Mapping[str, Tensor]) -> None:
-    """Zero, in place, every weight whose mask is False; weights without a mask are left alone.
-
-    GaP section 2.1: "a zero in m means that the corresponding weight in Theta is fixed to be zero";
-    ArgPruneTo updates Theta as well as m (Algorithm 1, line 6). So a pruned weight is exactly zero,
-    and a weight grown later (line 7 changes only the mask) starts from zero.
-    """
-    for name, mask in masks.items():
-        if name not in weights:
-            raise KeyError(f"{name} has a mask but no weight")
-        w = weights[name]
-        if mask.shape != w.shape:
-            raise ValueError(f"the mask of {name} has shape {tuple(mask.shape)}, the weight {tuple(w.shape)}")
-        w.masked_fill_(~mask.to(device=w.device, dtype=torch.bool), 0)
 
 
 def random_masks(

@@ -1,0 +1,2 @@
+from .alternating import AlternatingTraining  # noqa: F401
+from .grow_and_prune import GrowAndPrune, check_gap_config  # noqa: F401
