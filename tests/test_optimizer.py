@@ -105,3 +105,32 @@ def test_flattened_half_precision_is_rejected():
     with pytest.raises(ValueError, match="--fp16-no-flatten-grads"):
         AdamForPartitionedModel(_cfg(fp16=True), _params())
     AdamForPartitionedModel(_cfg(fp16=True, fp16_no_flatten_grads=True), _params())
+
+
+def test_element_mask_is_applied_before_the_gradient_norm():
+    """GaP: clipping sees the gradient of the masked network, not the gradient the backward pass left."""
+    params = _params()
+    mask = torch.rand(4, 3, generator=torch.Generator().manual_seed(2)) > 0.5
+    opt = AdamForPartitionedModel(_cfg(), params)
+    _set_grads(params, 0)
+    expected = torch.cat([params[0].grad[mask], params[1].grad.flatten(), params[2].grad.flatten()]).norm()
+    opt.set_update_mask([mask, True, True])
+    norm = opt.clip_grad_norm(0.0)
+    torch.testing.assert_close(norm, expected)
+    assert torch.all(params[0].grad[~mask] == 0)
+
+
+def test_zero_outside_resets_values_and_moments_outside_the_new_mask_only():
+    params = _params()
+    opt = AdamForPartitionedModel(_cfg(), params)
+    _set_grads(params, 0)
+    opt.step()
+    before = {k: v.clone() for k, v in opt.optimizer.state[params[1]].items() if torch.is_tensor(v)}
+    value = params[1].detach().clone()
+    keep = torch.rand(4, 3, generator=torch.Generator().manual_seed(3)) > 0.5
+    opt.zero_outside_({1: keep})
+    assert torch.all(params[1][~keep] == 0) and torch.equal(params[1][keep], value[keep])
+    state = opt.optimizer.state[params[1]]
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.all(state[key][~keep] == 0) and torch.equal(state[key][keep], before[key][keep])
+    assert torch.count_nonzero(params[0]) == params[0].numel()  # other parameters untouched

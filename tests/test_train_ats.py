@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import fairseq_helpers as h
+from fairseq_partitioned import checkpoints
 from fairseq_partitioned.cli.export import export
 
 EXTENSION = {"PartitionedRankLinear": (".W",), "PartitionedLinear": (".weight_blocks.1", ".bias_blocks.1")}
@@ -99,6 +100,11 @@ def test_generate_core_and_full_and_exports(data_dir, trained, tmp_path, kind):
     # compact core: loadable by the plugin (no --max-level needed), same translations as the core level
     assert h.hypotheses(h.generate_main(data_dir, [], path=core_pt)) == core
     assert not _keys(h.load_checkpoint(core_pt), EXTENSION[kind])
+    # the counts the checkpoint stores are those of the networks it exports to
+    counts = checkpoints.parameter_counts(h.load_checkpoint(ckpt))
+    assert counts["full"] == checkpoints.count_tensors(plain["model"])
+    assert counts["core"] == checkpoints.count_tensors(h.load_checkpoint(core_pt)["model"]) < counts["full"]
+    assert checkpoints.parameter_counts(h.load_checkpoint(core_pt)) == {"core": counts["core"]}
 
 
 def test_validation_reports_core_and_full_loss(data_dir, tmp_path, caplog):

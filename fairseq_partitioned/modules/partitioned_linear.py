@@ -101,23 +101,24 @@ class PartitionedLinear(LevelledModule):
 
     def _split(self, dense: torch.Tensor):
         """Cut a dense (out, in) tensor into the per-level blocks (inverse of ``_join``)."""
-        steps = [n - n_prev for n_prev, n in zip((0,) + self.sizes[:-1], self.sizes)]
+        steps = [n - n_prev for n_prev, n in zip((0,) + self.sizes[:-1], self.sizes)]  # units added per level
         if self.partition == "in":
-            return torch.split(dense, steps, dim=1)
+            return torch.split(dense, steps, dim=1)  # level i: (out, steps[i])
         tail = dense.shape[1:]  # (in,) for weights, (1,) for biases
         grouped = dense.reshape(self.groups, self.group_dim, *tail)  # (H, head_dim, in)
+        # level i: the next steps[i] rows of every group, (H, steps[i], in) -> (H * steps[i], in)
         return [p.reshape(self.groups * n, *tail) for p, n in zip(torch.split(grouped, steps, 1), steps)]
 
     def _join(self, blocks):
         if len(blocks) == 1:
             return blocks[0]
         if self.partition == "in":
-            return torch.cat(blocks, 1)
+            return torch.cat(blocks, 1)  # (out, n_l)
         if self.groups == 1:
-            return torch.cat(blocks, 0)
+            return torch.cat(blocks, 0)  # (n_l, in)
         tail = blocks[0].shape[1:]  # (in,) for weights, () for biases
-        grouped = [b.reshape(self.groups, b.shape[0] // self.groups, *tail) for b in blocks]
-        return torch.cat(grouped, 1).reshape(-1, *tail)  # (H * n_l, in): below the top, n_l < head_dim
+        grouped = [b.reshape(self.groups, b.shape[0] // self.groups, *tail) for b in blocks]  # (H, step, in) each
+        return torch.cat(grouped, 1).reshape(-1, *tail)  # (H, n_l, in) -> (H * n_l, in); n_l < head_dim below the top
 
     def weight_at(self, level: int) -> torch.Tensor:
         return self._join(list(self.weight_blocks[:level]))
@@ -131,9 +132,10 @@ class PartitionedLinear(LevelledModule):
         level = self.level
         weight = self.cached_for_inference(("weight", level), lambda: self.weight_at(level))
         bias = self.cached_for_inference(("bias", level), lambda: self.bias_at(level))
-        y = F.linear(x, weight, bias)
+        y = F.linear(x, weight, bias)  # fc1: (..., n_l); fc2: (..., out); q/k: (..., H * n_l)
         if self.groups > 1 and level < self.num_levels:
             n = self.sizes[level - 1]
+            # (..., H * n) -> (..., H, n) -> zero-padded (..., H, head_dim) -> (..., H * head_dim)
             y = F.pad(y.unflatten(-1, (self.groups, n)), (0, self.group_dim - n)).flatten(-2)
         return y
 

@@ -72,6 +72,7 @@ class PartitionedRankLinear(LevelledModule):
         return layer
 
     def _factors(self, level: int):
+        """U (k_l, in) and V (out, k_l) of ``level``: the first k_l rank components."""
         n = min(level, self.num_levels - 1)
         if n == 1:
             return self.U[0], self.V[0]
@@ -81,7 +82,8 @@ class PartitionedRankLinear(LevelledModule):
         level = self.level
         if level < self.num_levels:
             U, V = self._factors(level)
-            return F.linear(F.linear(x, U), V, self.bias)  # two thin GEMMs: rank-k cost
+            # (..., in) -> (..., k) -> (..., out): two thin GEMMs, rank-k cost
+            return F.linear(F.linear(x, U), V, self.bias)
         if not self.training and not torch.is_grad_enabled():
             return F.linear(x, self.cached_for_inference(level, self.merged_weight), self.bias)
         U, V = self._factors(level)
@@ -89,8 +91,8 @@ class PartitionedRankLinear(LevelledModule):
         # Merging costs out*in*k flops once; the additive path costs n_tokens*k*(in+out).
         # Both compute (V U + W) x + b; take the cheaper one.
         if n_tokens * (self.in_features + self.out_features) > self.in_features * self.out_features:
-            return F.linear(x, torch.addmm(self.W, V, U), self.bias)
-        return F.linear(x, self.W, self.bias) + F.linear(F.linear(x, U), V)
+            return F.linear(x, torch.addmm(self.W, V, U), self.bias)  # W + V U: (out, in)
+        return F.linear(x, self.W, self.bias) + F.linear(F.linear(x, U), V)  # (..., out) + (..., out)
 
     def merged_weight(self, level: Optional[int] = None) -> torch.Tensor:
         """The dense weight of this layer at ``level`` (default: the full network): W + V U or V U."""
