@@ -11,7 +11,7 @@ the small-width core) and every C-GaP run of GaP Tables 4, 6, 8, 9 (appendix B.5
         task.data=data-bin/iwslt14.tokenized.de-en checkpoint.save_dir=checkpoints/ats
 
 from the repository root (common.user_dir is the relative path fairseq_partitioned; override it
-elsewhere). Each YAML holds the values that the run's fairseq-train command line (reproduce.py) sets
+elsewhere). Each YAML holds the values that the run's fairseq-train command line (pipeline.py) sets
 differently from the defaults hydra fills in: a registered config class's defaults for task, optimizer,
 lr_scheduler, criterion and the top-level groups; for the model (fairseq's Transformer is a legacy
 model without a config class) whatever the --arch function does not set by itself. So the composed
@@ -27,13 +27,11 @@ first: python -c "import fairseq_partitioned; from fairseq_cli.hydra_train impor
 """
 import argparse
 import os
-import sys
+import shlex
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-import tables  # noqa: E402
-from reproduce import PLUGIN, ROOT, length_flags, train_flags  # noqa: E402
+import tables
+from console import fail
+from pipeline import PLUGIN, ROOT, length_flags, train_flags
 
 PROG = "make_hydra_configs"
 GROUPS = ("common", "dataset", "optimization", "checkpoint", "task", "model", "criterion", "optimizer",
@@ -137,8 +135,6 @@ def config(run) -> dict:
 
 
 def render(name: str, run) -> str:
-    import shlex
-
     from omegaconf import OmegaConf
 
     body = {"hydra": {"run": {"dir": "."}}}  # no output/DATE folder, no chdir: relative paths keep working
@@ -186,7 +182,7 @@ def main(argv=None):
             f.write(text)
         print(path)
     if stale:
-        sys.exit(f"{PROG}: error: out of date (run scripts/make_hydra_configs.py): {', '.join(stale)}")
+        fail(PROG, f"out of date (run scripts/make_hydra_configs.py): {', '.join(stale)}")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ import argparse
 import json
 import os
 import re
-import sys
 from typing import Dict, List, Tuple
+
+from console import fail
+
+PROG = "plot_alignment"
 
 PANELS = [
     ("grad_overlap", "(a) gradient overlap"),
@@ -53,7 +56,7 @@ def read_tensorboard(logdir: str) -> Series:
     try:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     except ImportError:
-        sys.exit("plot_alignment: error: reading a tensorboard folder needs `pip install tensorboard`")
+        fail(PROG, "reading a tensorboard folder needs `pip install tensorboard`")
     series: Series = {key: [] for key, _ in PANELS}
     for root, _, files in os.walk(logdir):
         if not any(f.startswith("events.") for f in files):
@@ -68,10 +71,10 @@ def read_tensorboard(logdir: str) -> Series:
 
 def read_run(path: str) -> Series:
     if not os.path.exists(path):
-        sys.exit(f"plot_alignment: error: no such log or folder: {path}")
+        fail(PROG, f"no such log or folder: {path}")
     series = read_tensorboard(path) if os.path.isdir(path) else read_log(path)
     if not any(series.values()):
-        sys.exit(f"plot_alignment: error: {path} has no grad_overlap values (train with --gradient-alignment-interval N)")
+        fail(PROG, f"{path} has no grad_overlap values (train with --gradient-alignment-interval N)")
     return {k: sorted(v) for k, v in series.items()}
 
 
@@ -103,7 +106,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     labels = args.labels.split(",") if args.labels else [os.path.basename(r.rstrip("/")) for r in args.runs]
     if len(labels) != len(args.runs):
-        sys.exit(f"plot_alignment: error: {len(labels)} labels for {len(args.runs)} runs")
+        fail(PROG, f"{len(labels)} labels for {len(args.runs)} runs")
     plot([read_run(r) for r in args.runs], labels, args.output)
     print(f"wrote {args.output}")
 

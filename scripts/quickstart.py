@@ -14,25 +14,16 @@ show the pipeline, not the papers' results (scripts/ has those, for GPUs).
 """
 import argparse
 import os
-import re
-import subprocess
 import sys
 import time
 
+import generate_bleu
+from console import fail, format_table, run_logged
+
+PROG = "quickstart"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 PLUGIN = os.path.join(ROOT, "fairseq_partitioned")
-
-
-def run(cmd, log=None):
-    print("+ " + " ".join(cmd), flush=True)
-    if log is None:
-        subprocess.run(cmd, check=True)
-        return ""
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True).stdout
-    with open(log, "w") as f:
-        f.write(out)
-    return out
+sys.path.insert(0, ROOT)  # the plugin's checkpoints module, from this checkout
 
 
 def train_command(data, save_dir, epochs):
@@ -56,24 +47,25 @@ def train_command(data, save_dir, epochs):
     ]
 
 
-def generate(data, ckpt, extra, log):
-    out = run([
+def generate(data, ckpt, network, workdir) -> float:
+    """Translate the test split with one network; its tokenized BLEU (BPE removed)."""
+    log = os.path.join(workdir, f"generate-{network}.log")
+    run_logged(PROG, f"translating the test split with the {network} network", [
         sys.executable, "-m", "fairseq_cli.generate", data, "--path", ckpt,
         "--user-dir", PLUGIN, "--task", "translation_with_partitioned_model",
         "--gen-subset", "test", "--beam", "4", "--batch-size", "128", "--max-len-a", "1.2", "--max-len-b", "10",
-        "--remove-bpe", "--cpu", "--num-workers", "0", *extra,
-    ], log=log)
-    bleu = re.search(r"BLEU4 = ([0-9.]+)", out)
-    if not bleu:
-        raise RuntimeError(f"no BLEU in {log}")
-    return float(bleu.group(1))
+        "--remove-bpe", "--cpu", "--num-workers", "0", *(["--max-level", "1"] if network == "core" else []),
+    ], log)
+    score = generate_bleu.score(log, "tokenized", lang="en")
+    if score is None:
+        fail(PROG, f"no complete translation in {log}")
+    return score.bleu
 
 
-def parameter_counts(ckpt):
+def parameter_counts(ckpt) -> dict:
     from fairseq_partitioned import checkpoints  # torch and fairseq: only once there is a checkpoint
 
-    counts = checkpoints.parameter_counts(checkpoints.load_lazily(ckpt))
-    return counts["core"], counts["full"]
+    return checkpoints.parameter_counts(checkpoints.load_lazily(ckpt))
 
 
 def main():
@@ -84,26 +76,22 @@ def main():
     start = time.time()
     text, data, ckpt_dir = (os.path.join(args.workdir, d) for d in ("text", "data-bin", "checkpoints"))
     if not os.path.isfile(os.path.join(data, "train.de-en.de.bin")):
-        run([sys.executable, os.path.join(ROOT, "data-prep", "prepare_sample.py"), "--output", text, "--binarize", data])
+        run_logged(PROG, f"preparing the bundled sample into {data}",
+                   [sys.executable, os.path.join(ROOT, "data-prep", "prepare_sample.py"), "--output", text,
+                    "--binarize", data], os.path.join(args.workdir, "prepare.log"))
     ckpt = os.path.join(ckpt_dir, "checkpoint_best.pt")
     train_log = os.path.join(args.workdir, "train.log")
     # fairseq logs to stdout (kept in the log); its tqdm progress bar is on stderr (the terminal)
-    cmd = train_command(data, ckpt_dir, args.epochs)
-    print("+ " + " ".join(cmd), flush=True)
-    print(f"training ({args.epochs} epochs; the log: {train_log})", flush=True)
-    with open(train_log, "w") as log:
-        if subprocess.run(cmd, stdout=log).returncode != 0:
-            sys.exit(f"quickstart: training failed, see {train_log}")
+    run_logged(PROG, f"training ({args.epochs} epochs; the log: {train_log})",
+               train_command(data, ckpt_dir, args.epochs), train_log, stderr_to_console=True)
     trained = time.time()
-    full_bleu = generate(data, ckpt, [], os.path.join(args.workdir, "generate-full.log"))
-    core_bleu = generate(data, ckpt, ["--max-level", "1"], os.path.join(args.workdir, "generate-core.log"))
-    core_params, full_params = parameter_counts(ckpt)
+    bleu = {network: generate(data, ckpt, network, args.workdir) for network in ("full", "core")}
+    params = parameter_counts(ckpt)
     print()
     print(f"Low-rank ATS (r = 0.25) on the IWSLT14 sample, {args.epochs} epochs on CPU "
           f"(training {trained - start:.0f} s, total {time.time() - start:.0f} s)")
-    print(f"{'network':<8} {'parameters':>12} {'test BLEU':>10}")
-    print(f"{'full':<8} {full_params:>12,} {full_bleu:>10.2f}")
-    print(f"{'core':<8} {core_params:>12,} {core_bleu:>10.2f}")
+    print(format_table(["network", "parameters", "test BLEU"],
+                       [[n, f"{params[n]:,}", f"{bleu[n]:.2f}"] for n in ("full", "core")]))
     print(f"(tokenized BLEU4 of fairseq-generate, BPE removed; logs and checkpoint in {args.workdir})")
 
 

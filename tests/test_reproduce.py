@@ -4,8 +4,11 @@
     and fairseq's own parser accepts them; (b) --smoke runs ATS Table 1a (r = 0.25 rows) and GaP Table 9
     end to end on the bundled sample and the collector prints the tables; (c) the collector on hand-made
     fairseq-generate outputs: BLEU conventions, missing seeds reported; (d) a config of configs/ composed
-    by fairseq's hydra machinery equals the fairseq-train command line it stands for.
+    by fairseq's hydra machinery equals the fairseq-train command line it stands for; (e) what the scripts
+    share: a failing command is a one-line error after its log's tail, tables align, BLEU of one file,
+    imports among scripts/ one-way.
 """
+import ast
 import json
 import os
 import shlex
@@ -19,6 +22,8 @@ SCRIPTS = os.path.join(ROOT, "scripts")
 sys.path.insert(0, SCRIPTS)
 
 import collect_results  # noqa: E402
+import console  # noqa: E402
+import generate_bleu  # noqa: E402
 import reproduce  # noqa: E402
 import tables  # noqa: E402
 
@@ -266,15 +271,15 @@ def test_tokenized_bleu_is_fairseqs_and_compound_split():
     from fairseq.data import Dictionary
     from fairseq.scoring import bleu
 
-    out = collect_results.Output([h for h, _ in SENTS], [h for h, _ in SENTS], [r for _, r in SENTS])
+    out = generate_bleu.Output([h for h, _ in SENTS], [h for h, _ in SENTS], [r for _, r in SENTS])
     d = Dictionary()  # fairseq-score: a fresh dictionary, hypothesis encoded first
     scorer = bleu.Scorer(bleu.BleuConfig(pad=d.pad(), eos=d.eos(), unk=d.unk()))
     for hyp, ref in SENTS:
         hyp_ids = d.encode_line(hyp)
         scorer.add(d.encode_line(ref), hyp_ids)
-    assert collect_results.tokenized_bleu(out, compound=False) == pytest.approx(scorer.score(), abs=1e-9)
-    assert collect_results.compound_split("a well-known c-d-e") == "a well ##AT##-##AT## known c ##AT##-##AT## d-e"
-    assert collect_results.tokenized_bleu(out, compound=True) != collect_results.tokenized_bleu(out, compound=False)
+    assert generate_bleu.tokenized_bleu(out, compound=False) == pytest.approx(scorer.score(), abs=1e-9)
+    assert generate_bleu.compound_split("a well-known c-d-e") == "a well ##AT##-##AT## known c ##AT##-##AT## d-e"
+    assert generate_bleu.tokenized_bleu(out, compound=True) != generate_bleu.tokenized_bleu(out, compound=False)
 
 
 def test_sacrebleu_detokenizes_and_signs(tmp_path):
@@ -282,9 +287,9 @@ def test_sacrebleu_detokenizes_and_signs(tmp_path):
 
     path = str(tmp_path / "g.txt")
     write_generate(path, SENTS)
-    out = collect_results.read_generate(path)
+    out = generate_bleu.read_generate(path)
     assert out.references[0] == SENTS[0][1]  # ordered by sentence id
-    score, signature = collect_results.sacrebleu_bleu(out, "en")
+    score, signature = generate_bleu.sacrebleu_bleu(out, "en")
     hyps = ["the cat sat on the mat.", "a well-known man went to the market today.",
             "we'll see what happens next week.", "das ist ein sehr gutes Beispiel."]
     refs = ["the cat sat on the mat.", "a well-known man goes to the market today.",
@@ -292,7 +297,18 @@ def test_sacrebleu_detokenizes_and_signs(tmp_path):
     assert score == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
     assert "tok:13a" in signature
     write_generate(path, SENTS, complete=False)
-    assert collect_results.read_generate(path) is None
+    assert generate_bleu.read_generate(path) is None
+
+
+def test_score_of_one_generate_file(tmp_path):
+    path = str(tmp_path / "generate-full.txt")
+    assert generate_bleu.score(path, "tokenized", "en") is None  # absent
+    write_generate(path, SENTS)
+    out = generate_bleu.read_generate(path)
+    tokenized = generate_bleu.score(path, "tokenized", "de")
+    assert tokenized.bleu == generate_bleu.tokenized_bleu(out, compound=True) and tokenized.signature is None
+    detokenized = generate_bleu.score(path, "sacrebleu", "en")
+    assert (detokenized.bleu, detokenized.signature) == generate_bleu.sacrebleu_bleu(out, "en")
 
 
 # ---------------------------------------------------------------------------------------- (d) hydra
@@ -344,3 +360,49 @@ def test_hydra_config_equals_command_line(name, tmp_path):
     for key in make_hydra_configs.model_keys(args):
         assert model.get(key) == getattr(args, key, None), key
     assert "--alternate" in argv and hydra_cfg.task.alternate
+
+
+# ------------------------------------------------------------------------------------- (e) shared modules
+
+
+def test_failing_command_is_one_line_error_after_its_log_tail(tmp_path, capsys):
+    log = str(tmp_path / "step" / "train.log")
+    fails = [sys.executable, "-c", "import sys; print('\\n'.join(f'line {i}' for i in range(100))); "
+                                   "sys.exit('Traceback: the cause')"]
+    with pytest.raises(SystemExit) as exit_info:
+        console.run_logged("reproduce", "run-x seed 1: train", fails, log)
+    assert str(exit_info.value) == f"reproduce: error: run-x seed 1: train failed (exit 1), log: {log}"
+    out, err = capsys.readouterr()
+    assert out == "reproduce: run-x seed 1: train\n"  # the progress line
+    assert "line 99" in err and "Traceback: the cause" in err and "line 10\n" not in err  # the tail only
+    assert open(log).readline() == f"# reproduce: {shlex.join(fails)}\n"
+    console.run_logged("reproduce", "again", [sys.executable, "-c", "print('resumed')"], log, append=True)
+    assert "line 99" in open(log).read() and open(log).read().endswith("resumed\n")
+
+
+def test_table_columns_align():
+    text = console.format_table(["row", "s", "x vanilla"], [["vanilla", "4.196", "1.000"], ["ats/core", "12.5", "-"]])
+    assert text.splitlines() == ["row           s  x vanilla",
+                                 "--------  -----  ---------",
+                                 "vanilla   4.196      1.000",
+                                 "ats/core   12.5          -"]
+
+
+def test_scripts_import_one_way():
+    """No import cycle among scripts/*.py, and no script imports one that runs as a command."""
+    modules = {f[:-3] for f in os.listdir(SCRIPTS) if f.endswith(".py")}
+    imports, commands = {}, set()
+    for name in modules:
+        tree = ast.parse(open(os.path.join(SCRIPTS, name + ".py")).read())
+        imports[name] = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                         for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
+                                                     if isinstance(node, ast.ImportFrom) and node.module}
+        imports[name] &= modules
+        if any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body):
+            commands.add(name)
+    assert {(name, used) for name, uses in imports.items() for used in uses if used in commands} == set()
+    done = set()
+    while len(done) < len(modules):  # peel off the modules whose imports are all peeled: a cycle stops it
+        ready = {name for name in modules - done if imports[name] <= done}
+        assert ready, f"import cycle among {sorted(modules - done)}"
+        done |= ready

@@ -1,0 +1,212 @@
+"""What scripts/benchmark.py measures: its configurations, built as fairseq-train builds them, and data.
+
+Every configuration trains with the README's IWSLT14 ATS recipe (``COMMON_FLAGS``), so configurations
+differ only in what is benchmarked; ``build`` does what ``fairseq_cli.train.main`` does before its first
+update. Without ``--data`` the batches come from a synthetic data-bin of IWSLT14's shape
+(``default_data_bin``).
+"""
+import fnmatch
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from fairseq import options, tasks, utils
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.trainer import Trainer
+
+from fairseq_partitioned.modules import parameter_counts
+from fairseq_partitioned.tasks.translation_with_partitioned_model import TASK_NAME
+
+PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fairseq_partitioned")
+KINDS = {"rank": "PartitionedRankLinear", "width": "PartitionedLinear"}
+RATIOS = ("0.25", "0.03125")
+GEN_BATCHES = 4  # fixed valid-split batches for generation, cycled over the rounds
+MAX_TRAIN_BATCHES = 8  # distinct training batches, cycled over the rounds
+
+# The README's IWSLT14 ATS recipe (ATS paper, Table 3), less checkpoints and epochs: every
+# configuration trains with exactly these settings, so they differ only in what is benchmarked.
+COMMON_FLAGS = [
+    "--share-decoder-input-output-embed",
+    "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-09", "--weight-decay", "0.0001",
+    "--lr", "0.0005", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4000",
+    "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--dropout", "0.3",
+    "--seed", "1", "--num-workers", "0", "--no-progress-bar", "--log-format", "simple",
+    "--distributed-world-size", "1",
+]
+
+
+# ------------------------------------------------------------------------------------------- data
+def synthetic_data_bin(workdir: str, vocab: int = 8000, train: int = 2000, valid: int = 200,
+                       seed: int = 0) -> str:
+    """A fairseq data-bin of random de->en text with IWSLT14-like shape, made by fairseq-preprocess.
+
+    Sentence lengths are log-normal (median 20 tokens, long tail, clipped to 1..175 as IWSLT14's
+    clean-corpus step does), target lengths within ~15% of the source's; words are Zipf-distributed
+    over ``vocab`` types per language, every type occurring at least once, so each dictionary has
+    ~``vocab`` entries and the embeddings and output projection have their real size.
+    """
+    from fairseq_cli import preprocess
+
+    rng = np.random.default_rng(seed)
+    zipf = 1.0 / np.arange(1, vocab + 1)
+    zipf /= zipf.sum()
+    raw = os.path.join(workdir, "raw")
+    dest = os.path.join(workdir, "data-bin")
+    os.makedirs(raw, exist_ok=True)
+
+    def words(prefix, n):
+        return [f"{prefix}{i}" for i in rng.choice(vocab, size=n, p=zipf)]
+
+    for split, n in (("train", train), ("valid", valid), ("test", valid)):
+        src_len = np.clip(np.rint(rng.lognormal(np.log(20), 0.6, n)), 1, 175).astype(int)
+        tgt_len = np.clip(np.rint(src_len * rng.lognormal(-0.07, 0.15, n)), 1, 175).astype(int)
+        src_lines = [" ".join(words("d", k)) for k in src_len]
+        tgt_lines = [" ".join(words("e", k)) for k in tgt_len]
+        if split == "train":  # every word type at least once: the dictionaries get the full vocabulary
+            for start in range(0, vocab, 25):
+                ids = range(start, min(start + 25, vocab))
+                src_lines.append(" ".join(f"d{i}" for i in ids))
+                tgt_lines.append(" ".join(f"e{i}" for i in ids))
+        for lang, lines in (("de", src_lines), ("en", tgt_lines)):
+            with open(os.path.join(raw, f"{split}.{lang}"), "w") as f:
+                f.write("\n".join(lines) + "\n")
+    parser = options.get_preprocessing_parser()
+    args = parser.parse_args([
+        "--source-lang", "de", "--target-lang", "en",
+        "--trainpref", os.path.join(raw, "train"), "--validpref", os.path.join(raw, "valid"),
+        "--testpref", os.path.join(raw, "test"), "--destdir", dest,
+        "--thresholdsrc", "0", "--thresholdtgt", "0", "--workers", "1",
+    ])
+    preprocess.main(args)
+    return dest
+
+
+def default_data_bin(workdir: str) -> str:
+    """The data used without ``--data``. The one place to change when a bundled sample of real data
+    becomes the default: return its data-bin path instead."""
+    return synthetic_data_bin(workdir)
+
+
+# ------------------------------------------------------------------------------- configurations
+@dataclass
+class TrainConfig:
+    name: str  # what --configs selects
+    role: str  # vanilla | ats | core | gap
+    flags: List[str]
+    kind: Optional[str] = None  # rank | width
+    ratio: Optional[str] = None
+
+    @property
+    def plugin(self) -> bool:
+        return self.role != "vanilla"
+
+
+@dataclass
+class GenConfig:
+    name: str
+    model: str  # the TrainConfig whose model generates
+    level: str  # full | core
+
+
+def all_configs():
+    plugin = ["--user-dir", PLUGIN_DIR, "--task", TASK_NAME, "--optimizer", "adam_for_partitioned_model"]
+    train = [TrainConfig("vanilla", "vanilla", ["--task", "translation", "--optimizer", "adam"])]
+    gen = [GenConfig("gen-vanilla", "vanilla", "full")]
+    for kind, module in KINDS.items():
+        for r in RATIOS:
+            part = plugin + ["--partitioned-linear-module-name", module, "--small-ratio", r]
+            # Each ATS model sits beside its standalone core, so the two are timed back to back.
+            train.append(TrainConfig(f"ats-{kind}-{r}", "ats", part + ["--alternate"], kind, r))
+            train.append(TrainConfig(f"core-{kind}-{r}", "core", part + ["--max-level", "1"], kind, r))
+            gen.append(GenConfig(f"gen-ats-{kind}-{r}", f"ats-{kind}-{r}", "full"))
+            gen.append(GenConfig(f"gen-core-{kind}-{r}", f"core-{kind}-{r}", "core"))
+    # GaP's masked update: --gap-sparsity without --alternate trains with fixed random masks at 90%
+    # (README, "GaP"), i.e. the masked forward pass and the zeroing of masked gradients at every update.
+    # Its row counts all parameters, masked ones included (they stay in memory and in the optimizer).
+    train.append(TrainConfig("gap-0.9", "gap", plugin + ["--gap-sparsity", "0.9"]))
+    return train, gen
+
+
+def select(patterns: str, train, gen):
+    """--configs: comma-separated names or shell patterns (``ats-rank-*``, ``gen-*``); ``all``."""
+    pats = [p.strip() for p in patterns.split(",") if p.strip()]
+    if not pats or "all" in pats:
+        return list(train), list(gen)
+    names = [c.name for c in train] + [g.name for g in gen]
+    for p in pats:
+        if not fnmatch.filter(names, p):
+            raise SystemExit(f"--configs: {p!r} matches no configuration; known: {', '.join(names)}")
+    pick = lambda name: any(fnmatch.fnmatchcase(name, p) for p in pats)  # noqa: E731
+    return [c for c in train if pick(c.name)], [g for g in gen if pick(g.name)]
+
+
+def device_flags(args, cfg: TrainConfig) -> List[str]:
+    if not args.cuda:
+        return ["--cpu"]
+    if not args.fp16:
+        return []
+    # The partitioned optimizer masks per parameter, so its fp32 copies must not be flattened
+    # (README); vanilla keeps fairseq's default, the flattened copies a vanilla user gets.
+    return ["--fp16"] + (["--fp16-no-flatten-grads"] if cfg.plugin else [])
+
+
+def fairseq_cfg(args, cfg: TrainConfig, data: str, save_dir: str):
+    argv = (
+        [data, "--save-dir", save_dir, "--arch", args.arch, "--max-tokens", str(args.max_tokens)]
+        + COMMON_FLAGS + device_flags(args, cfg) + cfg.flags + shlex.split(args.arch_args)
+    )
+    parser = options.get_training_parser()
+    return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
+
+
+@dataclass
+class Built:
+    config: TrainConfig
+    cfg: object
+    task: object
+    model: torch.nn.Module
+    trainer: Trainer
+    params: Dict[str, int] = field(default_factory=dict)  # row suffix -> parameters used
+
+
+def build(config: TrainConfig, cfg) -> Built:
+    """What fairseq_cli.train.main does before its first update (``cfg`` from ``fairseq_cfg``)."""
+    np.random.seed(cfg.common.seed)
+    utils.set_torch_seed(cfg.common.seed)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    criterion = task.build_criterion(cfg.criterion)
+    trainer = Trainer(cfg, task, model, criterion)
+    trainer.lr_step(1)  # as checkpoint_utils.load_checkpoint does: builds the optimizer and scheduler
+    built = Built(config, cfg, task, trainer.model, trainer)
+    if config.role in ("ats", "core"):
+        counts = parameter_counts(trainer.model)
+        built.params = {"full": counts.get("level2") or counts["level1"], "core": counts["level1"]}
+    else:
+        built.params = {"full": sum(p.numel() for p in trainer.model.parameters())}
+    return built
+
+
+def load_batches(task, split: str, max_tokens: int, count: int, shuffle: bool, max_sentences=None):
+    """The first ``count`` batches fairseq's own iterator makes of ``split`` (fixed seed)."""
+    task.load_dataset(split, combine=False, epoch=1)
+    itr = task.get_batch_iterator(
+        dataset=task.dataset(split),
+        max_tokens=max_tokens,
+        max_sentences=max_sentences,
+        max_positions=task.max_positions(),
+        ignore_invalid_inputs=True,
+        required_batch_size_multiple=8,
+        seed=1,
+        num_workers=0,
+        epoch=1,
+    ).next_epoch_itr(shuffle=shuffle)
+    batches = []
+    for sample in itr:
+        batches.append(sample)
+        if len(batches) == count:
+            break
+    return batches

@@ -1,0 +1,217 @@
+"""A run of the papers' tables as fairseq command lines, and where each of its outputs is.
+
+One run (scripts/tables.py) and one seed live in OUTPUT_DIR/RUN/seedN/: train.log, checkpoints/,
+generate-NETWORK.txt (one per network the tables evaluate: full, core, sparse) and run.json (the record
+reproduce.py writes: cells, commands, completed steps, parameter counts). reproduce.py runs the steps,
+collect_results.py reads their outputs, make_hydra_configs.py writes the training flags as configs.
+
+Command lines and paths: importing this module needs neither fairseq nor torch (a checkpoint is read only
+by ``checkpoint_parameters``).
+"""
+import argparse
+import json
+import os
+import shlex
+from dataclasses import dataclass
+from typing import Dict, List
+
+import tables
+from tables import DATASETS, RECIPES, RUNS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN = os.path.join(ROOT, "fairseq_partitioned")
+PLUGIN_TASK = "translation_with_partitioned_model"
+RECORD = "run.json"
+
+# --smoke: tiny settings, the same pipeline. d=64 with 2 heads keeps every core of the tables non-empty
+# (small width r = 0.03125 of a 32-dim head is 1 unit; rank r = 0.015625 of 64 is 1); GaP's kappa = 6
+# needs 2 encoder and 4 decoder layers.
+SMOKE_SHAPE = ("--encoder-embed-dim", "64", "--decoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128",
+               "--decoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2", "--decoder-attention-heads", "2")
+SMOKE_MODEL = {
+    "ats": ("--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1") + SMOKE_SHAPE
+    + ("--share-decoder-input-output-embed",),
+    # no --share-all-embeddings: the sample has two dictionaries
+    "gap": ("--arch", "transformer", "--encoder-layers", "2", "--decoder-layers", "4") + SMOKE_SHAPE,
+}
+SMOKE_UPDATES = 3
+SMOKE_MAX_TOKENS = 1024
+SMOKE_GAP_STEP_UPDATES = 2
+SMOKE_GAP_STEPS = 2
+SMOKE_EVAL_BLEU_ARGS = '{"beam": 1, "max_len_a": 0, "max_len_b": 5}'
+SMOKE_GEN_SUBSET = "valid"
+SMOKE_GENERATE = ("--max-len-a", "0", "--max-len-b", "8", "--cpu", "--num-workers", "0")
+
+# ------------------------------------------------------------------------------------------ where
+
+
+def run_dir(output_dir: str, run_id: str, seed: int) -> str:
+    return os.path.join(output_dir, run_id, f"seed{seed}")
+
+
+def seed_list(text: str) -> List[int]:
+    """--seeds: comma-separated integers (an argparse type)."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers, got {text!r}")
+    if not seeds:
+        raise argparse.ArgumentTypeError("is empty")
+    return seeds
+
+
+def generation_checkpoint(run, directory: str) -> str:
+    if run.method == "pgap":
+        return os.path.join(directory, "checkpoints", "finetune", "checkpoint_best.pt")
+    return os.path.join(directory, "checkpoints", "checkpoint_best.pt")
+
+
+def generate_output(directory: str, network: str) -> str:
+    return os.path.join(directory, f"generate-{network}.txt")
+
+
+def read_record(directory: str) -> dict:
+    """The run.json of a run directory; {} if there is none (or it is unreadable)."""
+    try:
+        with open(os.path.join(directory, RECORD)) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def write_record(directory: str, record: dict):
+    path = os.path.join(directory, RECORD)
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=2)
+    os.replace(path + ".tmp", path)  # an interrupted write leaves the previous record
+
+
+def checkpoint_parameters(run, directory: str) -> Dict[str, int]:
+    """Parameters of each evaluated network, as the checkpoint it is translated from records them
+    (ATS: core and the full network as a standard Transformer; GaP: nonzero; plain fairseq: all)."""
+    path = generation_checkpoint(run, directory)
+    if not os.path.isfile(path):
+        return {}
+    from fairseq_partitioned import checkpoints  # torch: only when there is a checkpoint to read
+
+    counts = checkpoints.parameter_counts(checkpoints.load_lazily(path))
+    return {network: counts[network] for network in run.networks if network in counts}
+
+
+# ------------------------------------------------------------------------------------------- flags
+
+
+def _family(run) -> str:
+    return "ats" if run.method in ("vanilla", "ats") else "gap"
+
+
+def _plugin(run) -> bool:
+    return run.method not in ("vanilla", "dense")  # those two are plain fairseq: a standard Transformer
+
+
+def _fp16(run, smoke: bool) -> bool:
+    return not smoke and "--fp16" in RECIPES[run.dataset].training
+
+
+def train_flags(run, data: str, smoke: bool = False) -> List[str]:
+    """fairseq-train arguments of a run, without --seed, --save-dir and the run's length."""
+    recipe = RECIPES[run.dataset]
+    task, optimizer = (PLUGIN_TASK, "adam_for_partitioned_model") if _plugin(run) else ("translation", "adam")
+    argv = [data, "--user-dir", PLUGIN, "--task", task]
+    argv += SMOKE_MODEL[_family(run)] if smoke else recipe.model
+    argv += ["--optimizer", optimizer]
+    argv += [a for a in recipe.training if not (smoke and a == "--fp16")]
+    argv += ["--lr-scheduler", "gap_inverse_sqrt" if run.method == "cgap" else recipe.lr_scheduler]
+    argv += ["--max-tokens", str(SMOKE_MAX_TOKENS if smoke else recipe.max_tokens)]
+    evaluation = list(recipe.evaluation)
+    if smoke and "--eval-bleu-args" in evaluation:
+        evaluation[evaluation.index("--eval-bleu-args") + 1] = SMOKE_EVAL_BLEU_ARGS
+    argv += evaluation
+    argv += run.flags
+    if _fp16(run, smoke) and _plugin(run):
+        argv += ["--fp16-no-flatten-grads"]  # the plugin's optimizer matches fp32 copies by position
+    if smoke:
+        argv += ["--cpu", "--num-workers", "0", "--max-valid-steps", "1"]
+    return argv
+
+
+def length_flags(run, smoke: bool = False) -> List[str]:
+    """How long a fairseq-train run trains (P-GaP: set by fairseq-partitioned-pgap)."""
+    if run.method == "cgap":
+        if smoke:
+            return ["--gap-step-updates", str(SMOKE_GAP_STEP_UPDATES), "--gap-steps", str(SMOKE_GAP_STEPS),
+                    "--max-epoch", "1", "--max-update", str(SMOKE_GAP_STEP_UPDATES * SMOKE_GAP_STEPS + 2)]
+        total = tables.GAP_STEPS * tables.GAP_STEP_EPOCHS + tables.GAP_FINETUNE_EPOCHS
+        return ["--gap-step-epochs", str(tables.GAP_STEP_EPOCHS), "--gap-steps", str(tables.GAP_STEPS),
+                "--gap-finetune-epochs", str(tables.GAP_FINETUNE_EPOCHS), "--max-epoch", str(total)]
+    if smoke:
+        return ["--max-update", str(SMOKE_UPDATES)] + ([] if run.method == "pgap" else ["--max-epoch", "1"])
+    if run.method == "pgap":
+        return []
+    epochs = {"prune": tables.GAP_FINETUNE_EPOCHS, "dense": tables.GAP_PRETRAIN_EPOCHS}
+    return ["--max-epoch", str(epochs.get(run.method, RECIPES[run.dataset].max_epoch))]
+
+
+def _flag_values(flags) -> Dict[str, str]:
+    return {a: b for a, b in zip(flags, list(flags[1:]) + [""]) if a.startswith("--")}
+
+
+# ------------------------------------------------------------------------------------------- steps
+
+
+@dataclass
+class Step:
+    name: str  # train, prune, generate-full, ...
+    argv: List[str]  # the program's console-script name first
+    log: str
+
+    def command_line(self) -> str:
+        return f"{shlex.join(self.argv)} > {shlex.quote(self.log)} 2>&1"
+
+
+def steps(run, seed: int, data: str, output_dir: str, smoke: bool, pgap_parallel: int = 0,
+          networks=None) -> List[Step]:
+    """The commands of one run and seed; ``networks``: those to translate (default: all of the run's)."""
+    d = run_dir(output_dir, run.id, seed)
+    ckpt_dir = os.path.join(d, "checkpoints")
+    train_log = os.path.join(d, "train.log")
+    base = train_flags(run, data, smoke) + length_flags(run, smoke) + ["--seed", str(seed)]
+    out: List[Step] = []
+    if run.method == "pgap":
+        me = ["fairseq-partitioned-pgap", "--save-dir", ckpt_dir]
+        if smoke:
+            me += ["--rounds", "1", "--step-epochs", "1", "--finetune-epochs", "1", "--parallel", "3"]
+        else:
+            me += ["--rounds", str(tables.GAP_STEPS), "--step-epochs", str(tables.GAP_STEP_EPOCHS),
+                   "--finetune-epochs", str(tables.GAP_FINETUNE_EPOCHS)]
+            if pgap_parallel:
+                me += ["--parallel", str(pgap_parallel)]
+        out.append(Step("train", me + ["--", *base, "--no-epoch-checkpoints"], train_log))
+    else:
+        train = ["fairseq-train", *base, "--save-dir", ckpt_dir, "--no-epoch-checkpoints"]
+        if run.method == "prune":
+            # GaP B.5: one-shot magnitude pruning of the dense pretrain of the same seed, then fixed masks
+            dense = generation_checkpoint(RUNS[run.after], run_dir(output_dir, run.after, seed))
+            pruned = os.path.join(d, "pruned.pt")
+            values = _flag_values(run.flags)
+            prune = ["fairseq-partitioned-prune", dense, "--sparsity", values["--gap-sparsity"]]
+            for flag, option in (("--gap-distribution", "--distribution"), ("--gap-granularity", "--granularity")):
+                if flag in values:
+                    prune += [option, values[flag]]
+            out.append(Step("prune", prune + ["--output", pruned], os.path.join(d, "prune.log")))
+            train += ["--restore-file", pruned, "--reset-optimizer", "--reset-lr-scheduler", "--reset-dataloader",
+                      "--reset-meters"]
+        out.append(Step("train", train, train_log))
+    recipe = RECIPES[run.dataset]
+    subset = SMOKE_GEN_SUBSET if smoke else DATASETS[run.dataset].gen_subset
+    for network in run.networks if networks is None else [n for n in run.networks if n in networks]:
+        task = PLUGIN_TASK if _plugin(run) else "translation"
+        generate = ["fairseq-generate", data, "--user-dir", PLUGIN, "--task", task,
+                    "--path", generation_checkpoint(run, d), "--gen-subset", subset, *recipe.generate]
+        if network == "core":
+            generate += ["--max-level", "1"]
+        if smoke:
+            generate += SMOKE_GENERATE
+        out.append(Step(f"generate-{network}", generate, generate_output(d, network)))
+    return out
+
