@@ -162,6 +162,16 @@ def set_masks(model_state: Dict[str, torch.Tensor], new_masks: Dict[str, torch.T
         model_state.pop(name[: -len("weight")] + LEGACY_EXTRA_STATE[1:], None)
 
 
+def with_set_aside(state: dict) -> Dict[str, torch.Tensor]:
+    """A GaP checkpoint's model state with its set-aside dense values (and masks) put back: the model as
+    training held it (a grown partition dense), not as saved (at S)."""
+    model_state = without_legacy_state(state["model"])
+    for name, kept in (gap_state(state) or {}).get("set_aside", {}).items():
+        model_state[name] = kept["weight"]
+        model_state[name[: -len("weight")] + "mask"] = kept["mask"]
+    return model_state
+
+
 def without_legacy_state(model_state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """The model state without version 0.1's GaP state on the layers."""
     return {k: v for k, v in model_state.items() if not k.endswith(LEGACY_EXTRA_STATE)}

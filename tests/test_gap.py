@@ -1,5 +1,6 @@
 """GaP end to end: C-GaP with a resume mid-step, exact sparsity, fixed masks, prune-from-dense, P-GaP."""
 import os
+import shutil
 
 import pytest
 import torch
@@ -12,12 +13,17 @@ from fairseq_partitioned.cli.prune import prune_checkpoint
 from fairseq_partitioned.cli.report import sparsity_rows
 from fairseq_partitioned.pruning import owners
 
+# Steps of 3 updates, 4 steps, a 2-update fine-tune: the run ends by itself after 14 updates. The
+# helpers' --max-epoch 1 is unset (C-GaP in updates ends by --max-update, derived from the schedule).
 CGAP = ["--alternate", "--gap-sparsity", "0.75", "--gap-steps", "4", "--gap-step-updates", "3",
-        "--lr-scheduler", "gap_inverse_sqrt", "--max-epoch", "100"]
+        "--gap-finetune-updates", "2", "--lr-scheduler", "gap_inverse_sqrt", "--max-epoch", "0"]
+# 25 updates per epoch: the whole C-GaP run above is in the middle of epoch 1, where a fairseq fp32
+# resume is bit-exact on one CPU process (across an epoch boundary fairseq itself drifts slightly).
+LONG_EPOCHS = ["--batch-size", "8"]
 
 
 def _masks(state):
-    return {k[: -len("mask")] + "weight": v for k, v in state["model"].items() if k.endswith(".mask")}
+    return checkpoints.masks(state["model"])
 
 
 def _assert_masked_weights_are_zero(state):
@@ -27,6 +33,13 @@ def _assert_masked_weights_are_zero(state):
         assert torch.all(state["model"][name][~mask] == 0), name
 
 
+def _assert_at_sparsity(state, sparsity):
+    """Every prunable matrix at exactly S (uniform), masked weights exactly zero."""
+    for name, mask in _masks(state).items():
+        assert int((~mask).sum()) == round(sparsity * mask.numel()), name
+    _assert_masked_weights_are_zero(state)
+
+
 def _partition_state(path):
     """The checkpoint, and per prunable weight: (the step that grew it, or None; whether it is set aside)."""
     state = h.load_checkpoint(path)
@@ -34,9 +47,8 @@ def _partition_state(path):
     return state, {k: (gap["grown"].get(k), k in gap["set_aside"]) for k in gap["prunable"]}
 
 
-# 25 updates per epoch: the interruptions below are in the middle of an epoch, where a fairseq fp32
-# resume is bit-exact on one CPU process (across an epoch boundary fairseq itself drifts slightly).
-LONG_EPOCHS = ["--batch-size", "8"]
+def _updates(state):
+    return state["optimizer_history"][-1]["num_updates"]
 
 
 def _assert_same_training_state(a, b):
@@ -51,29 +63,37 @@ def _assert_same_training_state(a, b):
             assert torch.equal(torch.as_tensor(sa[i][key]), torch.as_tensor(sb[i][key])), (i, key)
 
 
-def _interrupted(data_dir, save_dir, flags, stop, end, edit=None):
-    h.train_translation_model(data_dir, flags + ["--max-update", str(stop)], save_dir=save_dir)
+def _resumed_from(data_dir, save_dir, flags, checkpoint, edit=None):
+    """A run interrupted where ``checkpoint`` was written, resumed to its end."""
+    os.makedirs(save_dir)
     path = os.path.join(save_dir, "checkpoint_last.pt")
+    shutil.copy(checkpoint, path)
     mid = _partition_state(path)[1]
     if edit is not None:
         edit(path)
-    h.train_translation_model(data_dir, flags + ["--max-update", str(end)], save_dir=save_dir)
+    h.train_translation_model(data_dir, flags, save_dir=save_dir)
     return mid, h.load_checkpoint(path)
 
 
-def test_cgap_resumes_mid_step_exactly(data_dir, tmp_path):
-    """Steps of 3 updates. The run stops after update 5, in the middle of step 1 (updates 3-5), after
-    the validation that sets the dense partition aside, and resumes to update 8 (step 2): the same
-    weights, masks, optimizer state and schedule position as a straight run, bit for bit."""
-    flags = CGAP + LONG_EPOCHS
-    h.train_translation_model(data_dir, flags + ["--max-update", "8"], save_dir=str(tmp_path / "a"))
-    mid, b = _interrupted(data_dir, str(tmp_path / "b"), flags, 5, 8)
+@pytest.fixture(scope="module")
+def straight(data_dir, tmp_path_factory):
+    """A C-GaP run to its end (14 updates), a checkpoint every 5 updates (each after a validation)."""
+    save = str(tmp_path_factory.mktemp("straight"))
+    h.train_translation_model(data_dir, CGAP + LONG_EPOCHS + ["--save-interval-updates", "5"], save_dir=save)
+    return save
+
+
+def test_cgap_resumes_mid_step_exactly(data_dir, straight, tmp_path):
+    """The run is interrupted where it wrote its checkpoint at update 5, in the middle of step 1
+    (updates 3-5), its dense partition set aside, and resumed to its end: the same weights, masks,
+    optimizer state and schedule position as the straight run, bit for bit."""
+    mid, b = _resumed_from(data_dir, str(tmp_path / "b"), CGAP + LONG_EPOCHS,
+                           os.path.join(straight, "checkpoint_1_5.pt"))
     assert {v for v in mid.values() if v[0] is not None} == {(1, True)}  # step 1's partition, set aside
-    a = h.load_checkpoint(str(tmp_path / "a" / "checkpoint_last.pt"))
-    assert a["optimizer_history"][-1]["num_updates"] == b["optimizer_history"][-1]["num_updates"] == 8
+    a = h.load_checkpoint(os.path.join(straight, "checkpoint_last.pt"))
+    assert _updates(a) == _updates(b) == 14
     _assert_same_training_state(a, b)
-    assert checkpoints.gap_state(a)["grown"] == checkpoints.gap_state(b)["grown"]
-    _assert_masked_weights_are_zero(a)
+    assert checkpoints.gap_state(a)["grown"] == checkpoints.gap_state(b)["grown"] == {}
 
 
 def _as_version_0_1(path):
@@ -87,23 +107,71 @@ def _as_version_0_1(path):
     torch.save(state, path)
 
 
-def test_a_version_0_1_checkpoint_resumes_exactly(data_dir, tmp_path):
-    flags = CGAP + LONG_EPOCHS
-    _, new = _interrupted(data_dir, str(tmp_path / "new"), flags, 5, 8)
-    mid, old = _interrupted(data_dir, str(tmp_path / "old"), flags, 5, 8, edit=_as_version_0_1)
+def test_a_version_0_1_checkpoint_resumes_exactly(data_dir, straight, tmp_path):
+    mid, old = _resumed_from(data_dir, str(tmp_path / "old"), CGAP + LONG_EPOCHS,
+                             os.path.join(straight, "checkpoint_1_5.pt"), edit=_as_version_0_1)
     assert {v for v in mid.values() if v[0] is not None} == {(1, True)}
-    _assert_same_training_state(new, old)
+    _assert_same_training_state(h.load_checkpoint(os.path.join(straight, "checkpoint_last.pt")), old)
     assert not any(k.endswith("_extra_state") for k in old["model"])  # written in the new layout
-    assert checkpoints.gap_state(old)["grown"] == checkpoints.gap_state(new)["grown"]
 
 
-def test_cgap_schedule_ends_in_a_fine_tune_at_exact_sparsity(data_dir, tmp_path):
-    h.train_translation_model(data_dir, CGAP + ["--max-update", "14"], save_dir=str(tmp_path))
+def test_cgap_in_updates_ends_by_itself_after_its_fine_tune_at_exact_sparsity(data_dir, straight):
+    state, position = _partition_state(os.path.join(straight, "checkpoint_last.pt"))
+    assert _updates(state) == 14  # 4 steps x 3 updates + 2, no --max-update given
+    assert all(grown is None and not kept for grown, kept in position.values())
+    _assert_at_sparsity(state, 0.75)
+    assert checkpoints.parameter_counts(state)["sparse"] == checkpoints.count_tensors(state["model"]) - sum(
+        int((~m).sum()) for m in _masks(state).values())
+
+
+@pytest.mark.parametrize("intervals", [["--validate-interval", "100"], ["--disable-validation"]],
+                         ids=["no-validation-before-the-last-save", "validation-disabled"])
+def test_cgap_in_epochs_without_fine_tune_ends_by_itself_at_exact_sparsity(data_dir, tmp_path, intervals):
+    """T' = 0: the run ends right after its last step, and the checkpoint fairseq writes then holds the
+    model at S (the last partition pruned, its dense values set aside), though no validation ran."""
+    flags = ["--alternate", "--gap-sparsity", "0.75", "--gap-steps", "2", "--gap-step-epochs", "1",
+             "--lr-scheduler", "gap_inverse_sqrt", "--max-epoch", "0", *intervals]
+    h.train_translation_model(data_dir, flags, save_dir=str(tmp_path))
     state, position = _partition_state(str(tmp_path / "checkpoint_last.pt"))
-    assert all(grown_at is None and not stashed for grown_at, stashed in position.values())
-    for name, mask in _masks(state).items():
-        assert int((~mask).sum()) == round(0.75 * mask.numel()), name
-    _assert_masked_weights_are_zero(state)
+    # K T + T' = 2 epochs and no more, no --max-epoch given: the iterator stands at the start of epoch 3
+    assert state["extra_state"]["train_iterator"]["epoch"] == 3
+    assert state["extra_state"]["train_iterator"]["iterations_in_epoch"] == 0
+    _assert_at_sparsity(state, 0.75)
+    assert {v for v in position.values() if v[0] is not None} == {(1, True)}  # set aside, not in the model
+    report = export(str(tmp_path / "checkpoint_last.pt"), "full", str(tmp_path / "plain.pt"))
+    assert report["parameters"] > 0
+
+
+def test_fp16_resume_mid_step_gives_the_set_aside_values_to_the_model_and_the_fp32_copies(data_dir, tmp_path):
+    """Plain fairseq's fp16 resume rebuilds the fp32 copies from the fp16 model, which was saved at S:
+    right after the resume, the grown partition's values must be the set-aside ones in both."""
+    from fairseq import checkpoint_utils, options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+    from fairseq.trainer import Trainer
+
+    fp16 = ["--fp16", "--fp16-no-flatten-grads", "--fp16-init-scale", "8"]
+    first = str(tmp_path / "first")
+    h.train_translation_model(data_dir, CGAP + LONG_EPOCHS + fp16 + ["--save-interval-updates", "5"], save_dir=first)
+    saved = checkpoints.gap_state(h.load_checkpoint(os.path.join(first, "checkpoint_1_5.pt")))
+    assert saved["set_aside"]
+    resumed = str(tmp_path / "resumed")
+    os.makedirs(resumed)
+    shutil.copy(os.path.join(first, "checkpoint_1_5.pt"), os.path.join(resumed, "checkpoint_last.pt"))
+    args = options.parse_args_and_arch(options.get_training_parser(),
+                                       h.train_args(data_dir, CGAP + LONG_EPOCHS + fp16, save_dir=resumed))
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    trainer = Trainer(cfg, task, model, task.build_criterion(cfg.criterion))
+    checkpoint_utils.load_checkpoint(cfg.checkpoint, trainer)
+    task.method.begin_update(trainer.model, trainer.optimizer, trainer.get_num_updates())  # the first update's
+    index = {id(p): i for i, p in enumerate(p for p in trainer.model.parameters() if p.requires_grad)}
+    fp32 = trainer.optimizer.fp32_optimizer.param_groups[0]["params"]
+    for name, kept in saved["set_aside"].items():
+        weight = trainer.model.get_parameter(name)
+        assert torch.equal(weight, kept["weight"]), name
+        assert torch.equal(fp32[index[id(weight)]], kept["weight"].float()), name
+        assert torch.equal(trainer.model.get_buffer(name[: -len("weight")] + "mask"), kept["mask"])
 
 
 def test_masks_are_enforced_through_update_freq_and_fixed_without_alternate(data_dir, tmp_path):
@@ -132,14 +200,14 @@ def _named_trainable(state):
 
 
 def test_non_uniform_and_block_granularity_are_exact(data_dir, tmp_path):
-    flags = CGAP + ["--gap-distribution", "non-uniform", "--max-update", "14"]
+    flags = CGAP + ["--gap-distribution", "non-uniform"]
     h.train_translation_model(data_dir, flags, save_dir=str(tmp_path / "nu"))
     masks = _masks(h.load_checkpoint(str(tmp_path / "nu" / "checkpoint_last.pt")))
     total = sum(m.numel() for m in masks.values())
     assert sum(int((~m).sum()) for m in masks.values()) == round(0.75 * total)
     assert len({int((~m).sum()) / m.numel() for m in masks.values()}) > 1  # really non-uniform
 
-    flags = CGAP + ["--gap-granularity", "block-1x8", "--max-update", "14"]
+    flags = CGAP + ["--gap-granularity", "block-1x8"]
     h.train_translation_model(data_dir, flags, save_dir=str(tmp_path / "blk"))
     state = h.load_checkpoint(str(tmp_path / "blk" / "checkpoint_last.pt"))
     for name, mask in _masks(state).items():
@@ -160,7 +228,18 @@ def test_non_uniform_and_block_granularity_are_exact(data_dir, tmp_path):
         (["--gap-sparsity", "0.5", "--alternate", "--gap-steps", "2"], "exactly one of --gap-step-epochs"),
         (["--gap-sparsity", "0.5", "--max-level", "1"], "cannot be combined with --max-level"),
         (["--gap-sparsity", "0.5", "--alternate", "--gap-steps", "2", "--gap-step-epochs", "1",
-          "--gap-finetune-epochs", "1", "--max-epoch", "5"], "set --max-epoch 3"),
+          "--gap-finetune-epochs", "1", "--max-epoch", "5"], "set --max-epoch 3 "),
+        (CGAP + ["--max-update", "10"], r"C-GaP ends after .* = 14 updates: set --max-update 14 \(or drop it\), not 10"),
+        (CGAP + ["--max-epoch", "3"], r"= 14 updates: drop --max-epoch 3 \(the run stops by itself"),
+        (["--gap-sparsity", "0.5", "--alternate", "--gap-steps", "2", "--gap-step-epochs", "1",
+          "--max-update", "100"], r"= 2 epochs: drop --max-update 100"),
+        (CGAP + ["--gap-finetune-epochs", "1"], "--gap-step-updates counts in updates: give the fine-tune in "
+                                                "--gap-finetune-updates"),
+        (["--gap-sparsity", "0.5", "--alternate", "--gap-steps", "2", "--gap-step-epochs", "1",
+          "--gap-finetune-updates", "4"], "--gap-step-epochs counts in epochs"),
+        (["--gap-sparsity", "0.5", "--gap-steps", "2"], "--gap-steps is C-GaP's: it needs --alternate"),
+        (CGAP + ["--gap-grow-step", "1"], "--gap-grow-step .* cannot be combined with --alternate"),
+        (["--gap-sparsity", "0.5", "--gap-grow-step", "1", "--gap-grow-partition", "0"], "exclude each other"),
     ],
 )
 def test_bad_gap_input_fails_before_training(data_dir, tmp_path, flags, message):
@@ -213,7 +292,11 @@ def test_pgap_round_with_three_concurrent_workers_loses_no_parameter(data_dir, t
         del args[i:i + 2]
     save = str(tmp_path / "pgap")
     pgap_main(["--save-dir", save, "--rounds", "1", "--step-epochs", "1", "--finetune-epochs", "1", "--", *args])
-    workers = [h.load_checkpoint(os.path.join(save, "round0", f"worker{w}", "checkpoint_last.pt")) for w in range(3)]
+    saved = [h.load_checkpoint(os.path.join(save, "round0", f"worker{w}", "checkpoint_last.pt")) for w in range(3)]
+    for w, state in enumerate(saved):  # a worker's checkpoint: its model at S, its partition's dense values aside
+        _assert_at_sparsity(state, 0.5)
+        assert set(checkpoints.gap_state(state)["set_aside"]) == {n for n in owners(state["model"], 3)[w] if n in _masks(state)}
+    workers = [{"model": checkpoints.with_set_aside(state)} for state in saved]
     combined = h.load_checkpoint(os.path.join(save, "round0", "combined.pt"))
     owned = owners(workers[0]["model"], 3)
     assert sorted(k for names in owned for k in names) == sorted(workers[0]["model"])  # every key, once
@@ -232,6 +315,7 @@ def test_pgap_round_with_three_concurrent_workers_loses_no_parameter(data_dir, t
     assert any(not torch.equal(workers[0]["model"][k], workers[1]["model"][k]) for k in owned[0])
     for name, mask in _masks(combined).items():
         assert int((~mask).sum()) == round(0.5 * mask.numel())
+    assert checkpoints.gap_state(combined)["set_aside"] == {}
     ft = os.path.join(save, "finetune", "checkpoint_last.pt")
     _assert_masked_weights_are_zero(h.load_checkpoint(ft))
     assert len(h.hypotheses(h.generate_main(data_dir, [], path=ft))) > 40
@@ -246,3 +330,51 @@ def test_pgap_prints_commands_for_a_scheduler(data_dir, tmp_path, capsys):
     assert out.count("--gap-grow-partition") == 6 and out.count("--combine-round") == 2
     assert "--max-epoch 60" in out  # the fine-tune: 2 x 10 + 40
     assert not os.path.exists(tmp_path / "round0")
+
+
+def test_export_refuses_a_checkpoint_with_a_dense_partition(data_dir, straight, tmp_path):
+    """A checkpoint written by version 0.1 in the middle of a step, without a validation, held its
+    grown partition dense: the export names the sparsity and refuses, in one line."""
+    state = h.load_checkpoint(os.path.join(straight, "checkpoint_1_5.pt"))
+    state["model"] = checkpoints.with_set_aside(state)  # the dense partition back in the model
+    state["task_state"]["gap"]["set_aside"] = {}
+    path = str(tmp_path / "dense_partition.pt")
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"its masks are at sparsity 0\.\d+, below its --gap-sparsity 0\.75 \(\d+ of "
+                                         r"32 matrices dense"):
+        export(path, "full", str(tmp_path / "out.pt"))
+
+
+def _built(data_dir, flags):
+    """The task and model of a fairseq-train command line, as fairseq builds them (nothing trained)."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    args = options.parse_args_and_arch(options.get_training_parser(), h.train_args(data_dir, flags))
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    return task, task.build_model(cfg.model)
+
+
+@pytest.mark.parametrize("first_step", ["dense", "masked"])
+def test_the_partition_grown_first_starts_at_its_random_initial_values(data_dir, first_step):
+    task, model = _built(data_dir, CGAP + ["--gap-first-step", first_step])
+    first = set(task.method.schedule.first_grown)
+    assert first == set(task.method.schedule.partitions[0])  # cyclic: partition 0
+    for name, layer in task.method._layers(model).items():
+        if name in first and first_step == "dense":
+            assert layer.mask.all() and torch.count_nonzero(layer.weight) == layer.weight.numel(), name
+        else:
+            assert int((~layer.mask).sum()) == round(0.75 * layer.mask.numel()), name
+
+
+def test_a_single_step_run_grows_what_that_c_gap_step_grows(data_dir, tmp_path):
+    """--gap-grow-step k: one step of a C-GaP run as its own process, as the official code runs it."""
+    task, _ = _built(data_dir, CGAP)
+    flags = ["--gap-sparsity", "0.75", "--gap-grow-step", "4", "--max-update", "2"]
+    h.train_translation_model(data_dir, flags, save_dir=str(tmp_path))
+    state, position = _partition_state(str(tmp_path / "checkpoint_last.pt"))
+    assert {n for n, (grown, kept) in position.items() if grown is not None and kept} == set(
+        task.method.schedule.grown_by(4))
+    _assert_at_sparsity(state, 0.75)  # saved at S, the grown step's dense values set aside
+

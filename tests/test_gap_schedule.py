@@ -5,6 +5,7 @@ from omegaconf import OmegaConf
 
 from fairseq_partitioned.optim.gap_inverse_sqrt import GapInverseSqrtConfig, GapInverseSqrtSchedule
 from fairseq_partitioned.schedules import GapSchedule
+from fairseq_partitioned.schedules.gap import SINGLE_STEP
 
 PARTS = [["e0", "e1"], ["d0"], ["d1"]]
 
@@ -21,21 +22,28 @@ def test_cyclic_steps_in_updates():
     assert [s.step_at(1, u) for u in range(8)] == [0, 0, 0, 1, 1, 1, None, None]
 
 
-def test_random_strategy_is_seeded_and_covers_every_matrix_each_round():
-    a = GapSchedule(PARTS, steps=6, step_updates=1, strategy="random", seed=3)
-    b = GapSchedule(PARTS, steps=6, step_updates=1, strategy="random", seed=3)
-    c = GapSchedule(PARTS, steps=6, step_updates=1, strategy="random", seed=4)
-    rounds = [[a.dense_at(k) for k in range(r * 3, r * 3 + 3)] for r in range(2)]
-    assert rounds == [[b.dense_at(k) for k in range(r * 3, r * 3 + 3)] for r in range(2)]
-    for r in rounds:
-        assert sorted(n for part in r for n in part) == ["d0", "d1", "e0", "e1"]
-        assert sorted(len(p) for p in r) == [1, 1, 2]
-    assert any(a.dense_at(k) != c.dense_at(k) for k in range(6))
+def test_random_strategy_draws_a_third_of_the_matrices_every_step_never_those_of_the_step_before():
+    parts = [["e0", "e1", "e2"], ["d0", "d1", "d2"], ["d3", "d4", "d5"]]
+    a = GapSchedule(parts, steps=8, step_updates=1, strategy="random", seed=3)
+    b = GapSchedule(parts, steps=8, step_updates=1, strategy="random", seed=3)
+    c = GapSchedule(parts, steps=8, step_updates=1, strategy="random", seed=4)
+    steps = [a.dense_at(k) for k in range(8)]
+    assert steps == [b.dense_at(k) for k in range(8)]  # seeded: a resumed run makes the same choice
+    assert all(len(s) == 3 for s in steps)  # 9 matrices // kappa 3
+    assert all(not set(x) & set(y) for x, y in zip(steps, steps[1:]))  # never the step before's
+    assert all(s == sorted(s, key=[n for p in parts for n in p].index) for s in steps)  # model order
+    assert any(s not in parts for s in steps)  # not the contiguous partitions
+    assert any(a.dense_at(k) != c.dense_at(k) for k in range(8))
 
 
-def test_a_pgap_worker_always_grows_its_partition():
-    s = GapSchedule(PARTS, grow_partition=1)
-    assert s.dense_at(None) == ["d0"] and s.step_at(7, 100) is None
+def test_single_step_runs_grow_one_set_for_the_whole_run():
+    worker = GapSchedule(PARTS, grow_partition=1)
+    assert worker.step_at(7, 100) == SINGLE_STEP and worker.dense_at(SINGLE_STEP) == ["d0"]
+    cgap = GapSchedule(PARTS, steps=6, step_updates=2)
+    step4 = GapSchedule(PARTS, grow_step=4)  # step 4 of that C-GaP run, as its own run
+    assert step4.dense_at(step4.step_at(1, 0)) == cgap.dense_at(4) == ["d0"]
+    assert cgap.first_grown == ["e0", "e1"] and step4.first_grown == ["d0"]
+    assert GapSchedule(PARTS).first_grown == []  # fixed masks grow nothing
 
 
 class _Optimizer(FairseqOptimizer):

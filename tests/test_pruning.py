@@ -163,11 +163,15 @@ def test_block_1x8_prunes_exactly_round_s_blocks(distribution, sparsity):
         assert sum(counts.values()) == round(sparsity * sum(n_blocks.values()))
 
 
-def test_block_score_is_the_l2_norm_not_l1():
-    # block A: eight ones (L1 8, L2^2 8); block B: one 3 (L1 3, L2^2 9). L2 prunes A, L1 would prune B.
+def test_block_score_is_the_sum_of_magnitudes_as_the_official_code_or_of_squares():
+    # block A: eight ones (L1 8, L2^2 8); block B: one 3 (L1 3, L2^2 9). L1 prunes B, L2 prunes A.
     w = torch.tensor([[1.0] * 8 + [3.0] + [0.0] * 7])
-    mask = prune_to({"w": w}, 0.5, granularity="block-1x8")["w"]
-    assert torch.equal(mask, torch.tensor([[False] * 8 + [True] * 8]))
+    l1 = prune_to({"w": w}, 0.5, granularity="block-1x8")["w"]
+    assert torch.equal(l1, torch.tensor([[True] * 8 + [False] * 8]))
+    l2 = prune_to({"w": w}, 0.5, granularity="block-1x8", block_score="l2")["w"]
+    assert torch.equal(l2, torch.tensor([[False] * 8 + [True] * 8]))
+    with pytest.raises(ValueError, match="--gap-block-score must be one of l1, l2"):
+        prune_to({"w": w}, 0.5, granularity="block-1x8", block_score="l3")
 
 
 def test_block_that_does_not_divide_the_last_dimension_is_one_clear_error():
@@ -262,27 +266,42 @@ def test_random_masks_follow_the_granularity():
 # ---------------------------------------------------------------- partitions and schedule
 
 
-def test_partitions_of_a_6_plus_6_transformer_as_in_the_paper():
+def test_partitions_of_a_6_plus_6_transformer_as_the_official_code():
     enc = [("encoder", i) for i in range(6)]
     dec = [("decoder", j) for j in range(6)]
     assert transformer_partitions(6, 6, 1) == [enc + dec]
+    # boone891214/GaP Transformer/profiles/3_step_sequential_gap_sp_0.9: enc 0-3, enc 4-5 + dec 0-1, dec 2-5
+    assert transformer_partitions(6, 6, 3) == [enc[:4], enc[4:] + dec[:2], dec[2:]]
+    # profiles/6_step_*: six 2-layer blocks, three in the encoder and three in the decoder
+    assert transformer_partitions(6, 6, 6) == [enc[:2], enc[2:4], enc[4:], dec[:2], dec[2:4], dec[4:]]
+
+
+def test_partitions_of_a_6_plus_6_transformer_as_in_the_paper():
+    enc = [("encoder", i) for i in range(6)]
+    dec = [("decoder", j) for j in range(6)]
     # section 3.4 / A.1: {encoder}, {first half of the decoder}, {second half}
-    assert transformer_partitions(6, 6, 3) == [enc, dec[:3], dec[3:]]
+    assert transformer_partitions(6, 6, 3, "paper") == [enc, dec[:3], dec[3:]]
     # section 3.4: six partitions, the decoder with twice the partitions of the encoder
-    assert transformer_partitions(6, 6, 6) == [enc[:3], enc[3:], dec[:2], dec[2:4], dec[4:5], dec[5:]]
+    assert transformer_partitions(6, 6, 6, "paper") == [enc[:3], enc[3:], dec[:2], dec[2:4], dec[4:5], dec[5:]]
 
 
 def test_partitions_general_rule_and_errors():
-    enc, dec = transformer_partitions(6, 6, 3)[0], [("decoder", j) for j in range(6)]
-    assert transformer_partitions(6, 6, 2) == [enc, dec]
-    parts = transformer_partitions(12, 12, 9)  # 3 encoder + 6 decoder parts, contiguous, covering
+    enc, dec = [("encoder", i) for i in range(6)], [("decoder", j) for j in range(6)]
+    assert transformer_partitions(6, 6, 2, "paper") == transformer_partitions(6, 6, 2) == [enc, dec]
+    parts = transformer_partitions(12, 12, 9, "paper")  # 3 encoder + 6 decoder parts, contiguous, covering
     assert [len(p) for p in parts] == [4, 4, 4, 2, 2, 2, 2, 2, 2]
     assert [layer for p in parts for layer in p] == transformer_partitions(12, 12, 1)[0]
-    assert transformer_partitions(0, 4, 2) == [dec[:2], dec[2:4]]  # no encoder: all parts in the decoder
+    assert [len(p) for p in transformer_partitions(3, 3, 4)] == [2, 2, 1, 1]  # earlier parts longer
+    assert transformer_partitions(3, 3, 3) == [enc[:2], [enc[2], dec[0]], dec[1:3]]
+    assert transformer_partitions(0, 4, 2, "paper") == [dec[:2], dec[2:4]]  # no encoder: all parts in the decoder
+    with pytest.raises(ValueError, match=r"--gap-partitions 13: more partitions than layers"):
+        transformer_partitions(6, 6, 13)
     with pytest.raises(ValueError, match=r"--gap-partitions 12: more partitions than layers"):
-        transformer_partitions(6, 6, 12)
+        transformer_partitions(6, 6, 12, "paper")
     with pytest.raises(ValueError, match=r"--gap-partitions must be >= 1"):
         transformer_partitions(6, 6, 0)
+    with pytest.raises(ValueError, match=r"--gap-partition-layout must be one of official, paper"):
+        transformer_partitions(6, 6, 3, "other")
 
 
 def test_cyclic_schedule_is_algorithm_1_line_5():
@@ -290,24 +309,18 @@ def test_cyclic_schedule_is_algorithm_1_line_5():
     assert cyclic_partition(0 - 1, 3) == 2  # the partition pruned at step 0
 
 
-@pytest.mark.parametrize("units", ["layers", "matrices"])
-def test_random_partition_is_pure_covers_everything_once_per_round_with_partition_sizes(units):
-    partitions = transformer_partitions(6, 6, 3)
-    if units == "matrices":
-        partitions = partition_names(prunable_names(_fairseq_transformer_state(layers=6)), partitions)
-    kappa, sizes = 3, [len(p) for p in partitions]
-    everything = [item for p in partitions for item in p]
-    rounds = []
-    for r in range(4):
-        chosen = [random_partition(r * kappa + k, partitions, seed=1) for k in range(kappa)]
-        assert [len(c) for c in chosen] == sizes
-        assert sorted(item for c in chosen for item in c) == sorted(everything)  # each once per round
-        assert all(c == [item for item in everything if item in c] for c in chosen)  # model order
-        rounds.append(chosen)
-    assert random_partition(7, partitions, seed=1) == rounds[2][1]  # a resumed run: same choice
-    assert rounds[0] != rounds[1]  # a new draw every round
-    assert [random_partition(k, partitions, seed=2) for k in range(kappa)] != rounds[0]
-    assert rounds[0] != partitions  # not the contiguous partitions
+def test_random_partition_is_pure_and_never_grows_the_step_before_s_matrices():
+    names = prunable_names(_fairseq_transformer_state(layers=6))  # 96 matrices, as the official code's
+    steps = [random_partition(k, names, 3, seed=1) for k in range(12)]
+    assert all(len(s) == 32 for s in steps)  # int(96 / 3), as utils_pr.generate_rand_seq_gap_yaml
+    assert all(not set(a) & set(b) for a, b in zip(steps, steps[1:]))
+    assert all(s == [n for n in names if n in s] for s in steps)  # model order
+    assert random_partition(7, names, 3, seed=1) == steps[7]  # a resumed run: same choice
+    assert [random_partition(k, names, 3, seed=2) for k in range(3)] != steps[:3]
+    assert any(set(steps[k]) & set(steps[k + 2]) for k in range(10))  # not a fixed 3-way split
+    assert random_partition(3, names, 1, seed=1) == names  # kappa = 1: everything, every step
+    with pytest.raises(ValueError, match=r"--gap-partitions must be in 1..96"):
+        random_partition(0, names, 97, seed=1)
 
 
 def test_layer_of_and_the_default_prunable_set_on_real_fairseq_names():

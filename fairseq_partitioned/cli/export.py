@@ -25,6 +25,8 @@ from torch import nn
 from .. import checkpoints
 from ..checkpoints import TASK_NAME
 from ..modules import LevelledModule
+from ..pruning import parse_granularity
+from ..pruning.granularity import unit_width
 from ..tasks.translation_with_partitioned_model import (
     TranslationWithPartitionedModelConfig,
     TranslationWithPartitionedModelTask,
@@ -118,6 +120,7 @@ def _export_gap(path: str, level: str, output: str, sparse_output: str = None) -
     dense = checkpoints.nonzero_where_masked(state["model"])
     if dense:
         raise ValueError(f"{path}: {dense[0]} has nonzero weights where its mask is False")
+    _check_sparsity(path, state, masks)
     state["model"] = checkpoints.without_masks(state["model"])
     checkpoints.as_plain_translation(state)
     checkpoints.save(state, output)
@@ -133,6 +136,25 @@ def _export_gap(path: str, level: str, output: str, sparse_output: str = None) -
         checkpoints.save({"model": sparse, "format": "prunable weights as torch.sparse_csr"}, sparse_output)
         report["sparse_bytes"] = os.path.getsize(sparse_output)
     return report
+
+
+def _check_sparsity(path: str, state: dict, masks: dict):
+    """A GaP checkpoint exports at its target sparsity S (up to each matrix's rounding), not with a
+    dense partition (a checkpoint of version 0.1 written in the middle of a GaP step has one)."""
+    target = (checkpoints.gap_state(state) or {}).get("sparsity")
+    if target is None:
+        return
+    granularity = (state["cfg"]["task"] or {}).get("gap_granularity") or "unstructured"
+    width = unit_width(parse_granularity(str(granularity)))
+    total = sum(m.numel() for m in masks.values())
+    pruned = sum(int((~m).sum()) for m in masks.values())
+    if pruned < target * total - width * len(masks):
+        dense = sum(1 for m in masks.values() if bool(m.all()))
+        raise ValueError(
+            f"{path}: its masks are at sparsity {pruned / total:.4f}, below its --gap-sparsity {target} "
+            f"({dense} of {len(masks)} matrices dense: a partition grown in the middle of a GaP step); export "
+            "a checkpoint written at the end of the run"
+        )
 
 
 def _csr32(dense: torch.Tensor) -> torch.Tensor:

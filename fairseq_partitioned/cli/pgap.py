@@ -7,9 +7,11 @@ FAIRSEQ_TRAIN_ARGS is a whole fairseq-train command line without --save-dir/--ma
 --user-dir fairseq_partitioned, --task translation_with_partitioned_model, --arch, --optimizer
 adam_for_partitioned_model, --gap-sparsity S, --gap-partitions kappa, ...). Each round runs kappa
 workers, worker i a fairseq-train process that grows partition i (``--gap-grow-partition i``) for T
-epochs from the same start (round 0: the same seed, so the same random weights and masks; later rounds:
-the combined checkpoint of the round before). Then the dense partitions are combined and the whole model
-is pruned back to S (lines 9-11). After K rounds the model is fine-tuned with fixed masks for T' epochs.
+epochs from the same start (round 0: the same seed, so the same random weights and masks, every matrix
+masked as in the official code: ``--gap-first-step masked`` unless given; later rounds: the combined
+checkpoint of the round before). Then the dense partitions (a worker's checkpoint holds its model at S,
+the dense values set aside in its task state) are combined and the whole model is pruned back to S
+(lines 9-11). After K rounds the model is fine-tuned with fixed masks for T' epochs.
 
 Workers run concurrently as local processes (one GPU each when there are GPUs, else on the CPU with the
 cores shared out); ``--print-commands`` prints every command instead, for a cluster scheduler, with
@@ -38,9 +40,11 @@ def _train_flags(train_args: List[str]) -> argparse.Namespace:
     p.add_argument("--gap-distribution", default="uniform")
     p.add_argument("--gap-granularity", default="unstructured")
     p.add_argument("--gap-prunable", default=None)
+    p.add_argument("--gap-partition-layout", default="official")
+    p.add_argument("--gap-block-score", default="l1")
     p.add_argument("--cpu", action="store_true")
     known, _ = p.parse_known_args(train_args)
-    for flag in ("--save-dir", "--max-epoch", "--restore-file", "--gap-grow-partition", "--alternate"):
+    for flag in ("--save-dir", "--max-epoch", "--restore-file", "--gap-grow-partition", "--gap-grow-step", "--alternate"):
         if flag in train_args:
             raise ValueError(f"{flag} is set by fairseq-partitioned-pgap: remove it from the fairseq-train arguments")
     if not 0 < known.gap_sparsity < 1:
@@ -54,6 +58,8 @@ def worker_command(train_args, save_dir, rnd, worker, step_epochs) -> List[str]:
     if rnd > 0:
         cmd += ["--restore-file", combined_path(save_dir, rnd - 1),
                 "--reset-optimizer", "--reset-lr-scheduler", "--reset-meters"]
+    elif "--gap-first-step" not in train_args:
+        cmd += ["--gap-first-step", "masked"]  # the official P-GaP: every worker grows from the random masks
     return cmd
 
 
@@ -72,14 +78,16 @@ def combined_path(save_dir, rnd):
     return os.path.join(save_dir, f"round{rnd}", "combined.pt")
 
 
-def combine_round(save_dir: str, rnd: int, kappa: int, sparsity: float, distribution: str,
-                  granularity: str, prunable=None) -> str:
+def combine_round(save_dir: str, rnd: int, flags: argparse.Namespace) -> str:
     """Algorithm 2 lines 9-11: combine the workers' dense partitions, prune the whole model to S."""
+    kappa = flags.gap_partitions
     states = [checkpoints.load(os.path.join(worker_dir(save_dir, rnd, w), "checkpoint_last.pt")) for w in range(kappa)]
-    models = [checkpoints.without_legacy_state(s["model"]) for s in states]
-    model = combine(models, owners(models[0], kappa))
-    names = prunable_names(list(model), prunable)
-    checkpoints.set_masks(model, prune_to({n: model[n].float() for n in names}, sparsity, distribution, granularity))
+    models = [checkpoints.with_set_aside(s) for s in states]  # each worker's grown partition, dense
+    model = combine(models, owners(models[0], kappa, flags.gap_partition_layout))
+    names = prunable_names(list(model), flags.gap_prunable)
+    pruned = prune_to({n: model[n].float() for n in names}, flags.gap_sparsity, flags.gap_distribution,
+                      flags.gap_granularity, block_score=flags.gap_block_score)
+    checkpoints.set_masks(model, pruned)
     state = states[0]
     state["model"] = model
     state.pop("last_optimizer_state", None)  # the next round starts its optimizer afresh
@@ -137,8 +145,7 @@ def main(args, train_args):
     if args.rounds < 1 or args.step_epochs < 1:
         raise ValueError("--rounds and --step-epochs must be >= 1")
     if args.combine_round is not None:
-        print(combine_round(args.save_dir, args.combine_round, kappa, flags.gap_sparsity,
-                            flags.gap_distribution, flags.gap_granularity, flags.gap_prunable))
+        print(combine_round(args.save_dir, args.combine_round, flags))
         return
     me = ["fairseq-partitioned-pgap", "--save-dir", args.save_dir, "--rounds", str(args.rounds),
           "--step-epochs", str(args.step_epochs)]
@@ -154,8 +161,7 @@ def main(args, train_args):
         logs = [os.path.join(worker_dir(args.save_dir, rnd, w), "train.log") for w in todo]
         print(f"P-GaP round {rnd + 1}/{args.rounds}: {len(todo)} workers", flush=True)
         run_workers([commands[w] for w in todo], logs, args.parallel or kappa, flags.cpu)
-        path = combine_round(args.save_dir, rnd, kappa, flags.gap_sparsity, flags.gap_distribution,
-                             flags.gap_granularity, flags.gap_prunable)
+        path = combine_round(args.save_dir, rnd, flags)
         print(f"P-GaP round {rnd + 1}/{args.rounds}: combined and pruned to {flags.gap_sparsity}: {path}", flush=True)
     if args.finetune_epochs > 0:
         cmd = finetune_command(train_args, args.save_dir, args.rounds, args.step_epochs, args.finetune_epochs)

@@ -3,26 +3,31 @@
 The prunable weights become ``MaskedLinear`` layers with random masks at exactly the target sparsity S
 (Algorithm 1 line 1, seeded by ``--seed``). C-GaP (``--alternate``): step k (``GapSchedule``) grows one
 partition dense and prunes the one grown before back to S by magnitude (lines 5-7); after K steps the
-last dense partition is pruned and the model fine-tuned with fixed masks (lines 10-12). A P-GaP worker
-(``--gap-grow-partition i``) grows partition i for its whole run; without ``--alternate`` the masks are
-fixed. The update mask of every update is the current masks: the optimizer trains exactly the elements
-they keep, and every transition tells it which elements changed (``zero_outside_``), so a pruned weight
-is exactly zero and a grown one starts at zero with fresh moments.
+last dense partition is pruned and the model fine-tuned with fixed masks for T' epochs or N' updates
+(lines 10-12); the run stops there by itself. With ``--gap-first-step dense`` (the official code) the
+partition grown first starts at its random initial values, not masked. A single-step run grows one set
+for its whole run (a P-GaP worker, ``--gap-grow-partition i``, or one step of a C-GaP run split into
+processes, ``--gap-grow-step k``); without any of these the masks are fixed. The update mask of every
+update is the current masks: the optimizer trains exactly the elements they keep, and every
+transition tells it which elements changed (``zero_outside_``), so a pruned weight is exactly zero and
+a grown one starts at zero with fresh moments.
 
-Validation during C-GaP sees the model as it would be after pruning its dense partition: the dense
-values are set aside (``set_aside``, with their masks), the partition is pruned, and the next update
+A validation, and every checkpoint, sees the model at S: the dense values of a grown partition are set
+aside (``set_aside``, with their masks), the partition is pruned by magnitude, and the next update
 either puts them back (the step goes on) or keeps the prune (a new step began: it is line 6 anyway).
-So every validation, fairseq's ``checkpoint_best.pt``, and every checkpoint written after a validation,
-hold a sparse model; the set-aside values travel in the checkpoint's task state, so a run interrupted
-there resumes exactly.
+So fairseq's ``checkpoint_best.pt`` is the best sparse model, and every checkpoint fairseq writes holds
+the model at S; the set-aside values travel in the checkpoint's task state, so a run interrupted
+anywhere resumes exactly (fp16: the optimizer's fp32 copies are given them back too).
 
-The method's state: ``grown`` (prunable weight -> the step that grew it dense; ``WORKER_STEP`` for a
-P-GaP worker) and ``set_aside``, saved with the sparsity and the prunable weights as ``task_state["gap"]``.
+The method's state: ``grown`` (prunable weight -> the step that grew it dense; ``SINGLE_STEP`` in a
+single-step run) and ``set_aside``, saved with the sparsity and the prunable weights as
+``task_state["gap"]``.
 """
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
+from omegaconf import OmegaConf, open_dict
 
 from ..checkpoints import config_value, gap_state, masks as checkpoint_masks
 from ..modules.masked_linear import mask_layers, masked_layers
@@ -38,13 +43,13 @@ from ..pruning import (
     transformer_partitions,
 )
 from ..pruning.granularity import unit_width
-from ..schedules import GapSchedule
+from ..schedules.gap import SINGLE_STEP, GapSchedule
 from .base import TrainingMethod
 
 logger = logging.getLogger(__name__)
 
-WORKER_STEP = -1  # the "step" of a P-GaP worker, which grows one partition for its whole run
-RESUME_CHECKED = ["gap_sparsity", "gap_partitions", "gap_distribution", "gap_granularity", "gap_prunable"]
+RESUME_CHECKED = ["gap_sparsity", "gap_partitions", "gap_distribution", "gap_granularity", "gap_prunable",
+                  "gap_partition_layout", "gap_block_score"]
 RESUME_CHECKED_CGAP = ["gap_steps", "gap_step_epochs", "gap_step_updates", "gap_partition_strategy"]
 
 
@@ -59,30 +64,63 @@ def check_gap_config(cfg):
         raise ValueError("--gap-sparsity trains a sparse Transformer: it cannot be combined with --max-level")
     if cfg.gap_partitions < 1:
         raise ValueError(f"--gap-partitions must be >= 1, got {cfg.gap_partitions}")
-    if cfg.gap_step_epochs < 0 or cfg.gap_step_updates < 0 or cfg.gap_steps < 0 or cfg.gap_finetune_epochs < 0:
-        raise ValueError("--gap-step-epochs, --gap-step-updates, --gap-steps and --gap-finetune-epochs must be >= 0")
+    lengths = ("gap_step_epochs", "gap_step_updates", "gap_steps", "gap_finetune_epochs", "gap_finetune_updates")
+    for name in lengths:
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    single = [f for f in ("gap_grow_partition", "gap_grow_step") if getattr(cfg, f) >= 0]
+    if len(single) > 1:
+        raise ValueError("--gap-grow-partition (a P-GaP worker) and --gap-grow-step (one C-GaP step) exclude each other")
     if cfg.alternate:
-        if cfg.gap_grow_partition >= 0:
-            raise ValueError("--gap-grow-partition (a P-GaP worker) cannot be combined with --alternate (C-GaP)")
+        if single:
+            raise ValueError(f"--{single[0].replace('_', '-')} (a single-step run) cannot be combined with --alternate (C-GaP)")
         if cfg.gap_steps < 1:
             raise ValueError("C-GaP (--alternate --gap-sparsity) needs --gap-steps K >= 1")
         if (cfg.gap_step_epochs > 0) == (cfg.gap_step_updates > 0):
             raise ValueError("C-GaP needs exactly one of --gap-step-epochs T and --gap-step-updates N")
-        if cfg.gap_step_epochs > 0 and cfg.gap_finetune_epochs > 0:
-            total = cfg.gap_steps * cfg.gap_step_epochs + cfg.gap_finetune_epochs
-            if config_value(cfg, "max_epoch", 0) != total:
-                raise ValueError(
-                    f"--gap-steps {cfg.gap_steps} x --gap-step-epochs {cfg.gap_step_epochs} + "
-                    f"--gap-finetune-epochs {cfg.gap_finetune_epochs} = {total} epochs: set --max-epoch {total}"
-                )
+        if cfg.gap_step_epochs > 0 and cfg.gap_finetune_updates > 0:
+            raise ValueError("--gap-step-epochs counts in epochs: give the fine-tune in --gap-finetune-epochs")
+        if cfg.gap_step_updates > 0 and cfg.gap_finetune_epochs > 0:
+            raise ValueError("--gap-step-updates counts in updates: give the fine-tune in --gap-finetune-updates")
+        flag, end = schedule_end(cfg)
+        _check_or_set_the_end(cfg, flag, end)
         scheduler = config_value(cfg, "lr_scheduler_name")
         if scheduler is not None and scheduler != "gap_inverse_sqrt":
             logger.warning(
                 f"--lr-scheduler {scheduler} does not restart at each GaP step (GaP appendix B); "
                 "--lr-scheduler gap_inverse_sqrt does"
             )
-    elif cfg.gap_steps > 0:
-        raise ValueError("--gap-steps needs --alternate (C-GaP); without it the masks are fixed")
+        return
+    for name in ("gap_steps", "gap_step_epochs", "gap_step_updates", "gap_finetune_epochs", "gap_finetune_updates"):
+        if getattr(cfg, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} is C-GaP's: it needs --alternate (without it the masks are fixed)")
+
+
+def schedule_end(cfg) -> Tuple[str, int]:
+    """Where a C-GaP run ends: (``--max-epoch``, K T + T') or (``--max-update``, K N + N')."""
+    if cfg.gap_step_epochs > 0:
+        return "--max-epoch", cfg.gap_steps * cfg.gap_step_epochs + cfg.gap_finetune_epochs
+    return "--max-update", cfg.gap_steps * cfg.gap_step_updates + cfg.gap_finetune_updates
+
+
+def _check_or_set_the_end(cfg, flag: str, end: int):
+    """A --max-epoch/--max-update that disagrees with the schedule is an error; when neither is given,
+    training stops where the schedule ends (fairseq reads them from the run's configuration)."""
+    lengths = {"--max-epoch": config_value(cfg, "max_epoch", 0), "--max-update": config_value(cfg, "max_update", 0)}
+    other = "--max-update" if flag == "--max-epoch" else "--max-epoch"
+    unit = "epochs" if flag == "--max-epoch" else "updates"
+    where = (f"--gap-steps {cfg.gap_steps} x --gap-step-{unit} "
+             f"{cfg.gap_step_epochs or cfg.gap_step_updates} + --gap-finetune-{unit} "
+             f"{cfg.gap_finetune_epochs or cfg.gap_finetune_updates} = {end} {unit}")
+    if lengths[other]:
+        raise ValueError(f"C-GaP ends after {where}: drop {other} {lengths[other]} (the run stops by itself, or set {flag} {end})")
+    if lengths[flag] and lengths[flag] != end:
+        raise ValueError(f"C-GaP ends after {where}: set {flag} {end} (or drop it), not {lengths[flag]}")
+    root = cfg._get_parent() if OmegaConf.is_config(cfg) else None
+    if not lengths[flag] and root is not None and "optimization" in root:
+        with open_dict(root.optimization):
+            root.optimization[flag[2:].replace("-", "_")] = end
+        logger.info(f"GaP: C-GaP ends after {where}: training stops there ({flag} {end})")
 
 
 class GrowAndPrune(TrainingMethod):
@@ -97,15 +135,12 @@ class GrowAndPrune(TrainingMethod):
         self.names: List[str] = list(evaluated["prunable"]) if evaluated else []  # model order
         self.epoch = 1
         self.grown: Dict[str, int] = {}  # prunable weight -> the step that grew it dense
-        self.set_aside: Dict[str, Dict[str, torch.Tensor]] = {}  # dense values kept while validating pruned
+        self.set_aside: Dict[str, Dict[str, torch.Tensor]] = {}  # dense values kept while the model is at S
+        self._set_aside_from_checkpoint = False  # fp16: the optimizer's copies are then rebuilt from the model
         self._valid_sparsity: Optional[float] = None  # of the model being validated
         self._layers_of = None  # (model, {name: MaskedLinear})
         self._update_mask_of = None  # (model, update mask)
         self._index_of = None  # (model, {prunable name: index among the trainable parameters})
-
-    @property
-    def cgap(self) -> bool:
-        return self.schedule is not None and self.schedule.steps > 0
 
     # ------------------------------------------------------------------------------ build
     def resume_from(self, path, checkpoint):
@@ -127,6 +162,7 @@ class GrowAndPrune(TrainingMethod):
                     f"{getattr(cfg, name)}"
                 )
         self.load_state_dict({"gap": gap_state(checkpoint)})
+        self._set_aside_from_checkpoint = bool(self.set_aside)
 
     def build_model(self, model, from_checkpoint):
         if from_checkpoint and self.evaluated is not None:  # evaluating: the masks come with the checkpoint
@@ -138,7 +174,7 @@ class GrowAndPrune(TrainingMethod):
         mask_layers(model, self.names)
         encoder_layers = len(getattr(getattr(model, "encoder", None), "layers", []))
         decoder_layers = len(getattr(getattr(model, "decoder", None), "layers", []))
-        layers = transformer_partitions(encoder_layers, decoder_layers, cfg.gap_partitions)
+        layers = transformer_partitions(encoder_layers, decoder_layers, cfg.gap_partitions, str(cfg.gap_partition_layout))
         partitions = partition_names(self.names, layers)
         if cfg.gap_grow_partition >= len(partitions):
             raise ValueError(f"--gap-grow-partition {cfg.gap_grow_partition}: there are {len(partitions)} partitions")
@@ -150,6 +186,7 @@ class GrowAndPrune(TrainingMethod):
             strategy=str(cfg.gap_partition_strategy),
             seed=self.seed,
             grow_partition=cfg.gap_grow_partition,
+            grow_step=cfg.gap_grow_step,
         )
         layers_by_name = self._layers(model)
         generator = torch.Generator().manual_seed(self.seed)
@@ -157,12 +194,18 @@ class GrowAndPrune(TrainingMethod):
             {n: m.weight.shape for n, m in layers_by_name.items()},
             cfg.gap_sparsity, str(cfg.gap_distribution), str(cfg.gap_granularity), generator,
         )
+        # --gap-first-step dense: what the run grows first keeps its random initial values (a resumed
+        # run's masks and weights come with its checkpoint)
+        first = set(self.schedule.first_grown) if str(cfg.gap_first_step) == "dense" else set()
         for name, layer in layers_by_name.items():
-            layer.set_mask_(masks[name].to(layer.weight.device))
+            mask = torch.ones_like(layer.mask) if name in first else masks[name].to(layer.weight.device)
+            layer.set_mask_(mask)
+        model.register_state_dict_pre_hook(self._before_saving)
         total = sum(m.mask.numel() for m in layers_by_name.values())
         logger.info(
             f"GaP: {len(self.names)} prunable matrices ({total:,} weights) in {len(partitions)} partitions "
-            f"of {[len(p) for p in partitions]} matrices, random masks at sparsity {cfg.gap_sparsity}"
+            f"of {[len(p) for p in partitions]} matrices ({cfg.gap_partition_layout} layout), random masks at "
+            f"sparsity {cfg.gap_sparsity}" + (f"; {len(first)} matrices grown first start dense" if first else "")
         )
         return model
 
@@ -177,20 +220,16 @@ class GrowAndPrune(TrainingMethod):
     def begin_epoch(self, epoch, model):
         self.epoch = epoch
 
-    def step_key(self, num_updates: int) -> Optional[int]:
-        if self.schedule.grow_partition >= 0:
-            return WORKER_STEP
-        return self.schedule.step_at(self.epoch, num_updates)
-
     def begin_update(self, model, optimizer, update_num):
         """Bring the masks to what the schedule wants for update ``update_num`` (idempotent)."""
-        key = self.step_key(update_num)
-        dense = set(self.schedule.dense_at(key)) if key is not None else set()
+        key = self.schedule.step_at(self.epoch, update_num)
+        dense = set(self.schedule.dense_at(key))
         layers = self._layers(model)
-        changed, kept_prunes = [], []
-        for name in list(self.set_aside):  # pruned for a validation
+        changed, kept_prunes, restored = [], [], []
+        for name in list(self.set_aside):  # pruned for a validation or a checkpoint
             if name in dense and self.grown.get(name) == key:
                 self._restore(layers[name], self.set_aside.pop(name))  # the step goes on
+                restored.append(name)
             else:
                 del self.set_aside[name]  # a new step: the prune was Algorithm 1 line 6
                 self.grown.pop(name, None)
@@ -207,9 +246,15 @@ class GrowAndPrune(TrainingMethod):
             layers[name].set_mask_(torch.ones_like(layers[name].mask))
             self.grown[name] = key
         changed += to_grow
+        if restored and self._set_aside_from_checkpoint:
+            # fp16/bf16 rebuilt the optimizer's fp32 copies from the (pruned) model when it loaded the
+            # checkpoint: they take the set-aside values back too (in fp32 they are the weights themselves)
+            self._optimizer(optimizer).copy_from_model_(self._indices(model, restored), [layers[n].weight for n in restored])
+        self._set_aside_from_checkpoint = False
         if changed:
-            self._tell_optimizer(model, optimizer, layers, changed)
-            where = "fine-tune" if key is None else ("worker" if key == WORKER_STEP else f"step {key}")
+            index = self._parameter_index(model)
+            self._optimizer(optimizer).zero_outside_({index[n]: layers[n].mask for n in changed})
+            where = "fine-tune" if key is None else ("single step" if key == SINGLE_STEP else f"step {key}")
             logger.info(
                 f"GaP {where}: pruned {len(to_prune) + len(kept_prunes)}, grew {len(to_grow)} "
                 f"of {len(self.names)} matrices"
@@ -220,6 +265,20 @@ class GrowAndPrune(TrainingMethod):
     def _restore(layer, kept: Dict[str, torch.Tensor]):
         layer.weight.copy_(kept["weight"])
         layer.mask.copy_(kept["mask"])
+
+    def _set_dense_aside(self, model):
+        """Bring the model to S: set the dense values of a grown partition aside, prune it (once)."""
+        layers = self._layers(model)
+        dense = [n for n in self.names if n in self.grown and n not in self.set_aside]
+        for n in dense:
+            self.set_aside[n] = {"weight": layers[n].weight.detach().clone(), "mask": layers[n].mask.clone()}
+        if dense:
+            for n, mask in self._pruned_masks(layers, dense).items():
+                layers[n].set_mask_(mask)
+
+    def _before_saving(self, model, prefix, keep_vars):
+        """A state-dict pre-hook of the model: every checkpoint holds the model at S."""
+        self._set_dense_aside(model)
 
     def _pruned_masks(self, layers, names) -> Dict[str, torch.Tensor]:
         """ArgPruneTo of the named (dense) matrices: magnitude masks at the target sparsity.
@@ -239,7 +298,7 @@ class GrowAndPrune(TrainingMethod):
             sparsity = budget / units
         weights = {n: layers[n].weight.detach() for n in names}
         return prune_to(weights, sparsity, str(cfg.gap_distribution), str(cfg.gap_granularity),
-                        current_masks={n: layers[n].mask for n in names})
+                        current_masks={n: layers[n].mask for n in names}, block_score=str(cfg.gap_block_score))
 
     def _parameter_index(self, model) -> Dict[str, int]:
         """Prunable weight name -> its position among the trainable parameters (= the optimizer's)."""
@@ -249,13 +308,16 @@ class GrowAndPrune(TrainingMethod):
             self._index_of = (model, {n: position[id(layers[n].weight)] for n in self.names})
         return self._index_of[1]
 
-    def _tell_optimizer(self, model, optimizer, layers, names):
-        """The optimizer's weights (fp16: its fp32 copies) and moments follow the new masks."""
+    def _indices(self, model, names) -> List[int]:
+        index = self._parameter_index(model)
+        return [index[n] for n in names]
+
+    @staticmethod
+    def _optimizer(optimizer):
         inner = find_partitioned_optimizer(optimizer)
         if inner is None:
             raise ValueError("GaP grow-and-prune needs --optimizer adam_for_partitioned_model")
-        index = self._parameter_index(model)
-        inner.zero_outside_({index[n]: layers[n].mask for n in names})
+        return inner
 
     def update_mask(self, model, update_num):
         """The current masks for the prunable weights (the buffers themselves: they change in place),
@@ -268,14 +330,8 @@ class GrowAndPrune(TrainingMethod):
 
     # ------------------------------------------------------------------------- validation
     def begin_validation(self, model):
-        """C-GaP: validate the model as it would be after pruning its dense partition."""
-        layers = self._layers(model)
-        dense = [n for n in self.names if n in self.grown and n not in self.set_aside] if self.cgap else []
-        for n in dense:
-            self.set_aside[n] = {"weight": layers[n].weight.detach().clone(), "mask": layers[n].mask.clone()}
-        if dense:
-            for n, mask in self._pruned_masks(layers, dense).items():
-                layers[n].set_mask_(mask)
+        """Validate the model as it would be after pruning its dense partition."""
+        self._set_dense_aside(model)
         self._valid_sparsity = self.sparsity(model)
 
     def sparsity(self, model) -> float:

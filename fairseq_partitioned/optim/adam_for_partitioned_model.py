@@ -18,7 +18,8 @@ in order, or, with ``--fp16``/``--bf16``, fp32 copies of them in the same order 
 identity). The task hands it over before every update (``set_update_mask``); it holds until the step.
 When a method changes which elements it trains (GaP grows or prunes a partition), it tells the
 optimizer which: ``zero_outside_`` resets the values (of the fp32 copies) and moments outside the new
-masks, so a grown weight starts at zero with fresh moments.
+masks, so a grown weight starts at zero with fresh moments; ``copy_from_model_`` hands the fp32 copies
+values the method put back into the model (GaP's set-aside values after a resume).
 """
 import logging
 from contextlib import contextmanager
@@ -128,6 +129,17 @@ class AdamForPartitionedModel(FairseqAdam):
             for key in MOMENTS:
                 if key in state:
                     state[key].masked_fill_(~keep, 0)
+
+
+    @torch.no_grad()
+    def copy_from_model_(self, indices: Sequence[int], weights: Sequence[torch.Tensor]):
+        """The optimizer's copies of these parameters take the model's values (fp16/bf16: the fp32
+        copies, which fairseq rebuilt from the model when it loaded a checkpoint; fp32: the weights
+        themselves, nothing changes)."""
+        params = self._flat_params()
+        for i, weight in zip(indices, weights):
+            if params[i] is not weight:
+                params[i].copy_(weight)
 
 
 def _check_config(cfg):

@@ -25,12 +25,13 @@ from torch import Tensor
 from .partitions import layer_of, transformer_partitions
 
 
-def owners(model_state: Mapping[str, Tensor], kappa: int) -> List[List[str]]:
-    """The names each of the ``kappa`` workers contributes to the combined model (every name once)."""
+def owners(model_state: Mapping[str, Tensor], kappa: int, layout: str = "official") -> List[List[str]]:
+    """The names each of the ``kappa`` workers contributes to the combined model (every name once);
+    ``layout``: how the layers are partitioned (``partitions.py``)."""
     layers = [layer_of(k) for k in model_state]
     encoder_layers = 1 + max([i for s, i in filter(None, layers) if s == "encoder"], default=-1)
     decoder_layers = 1 + max([i for s, i in filter(None, layers) if s == "decoder"], default=-1)
-    partitions = transformer_partitions(encoder_layers, decoder_layers, kappa)
+    partitions = transformer_partitions(encoder_layers, decoder_layers, kappa, layout)
     partition_of = {layer: i for i, part in enumerate(partitions) for layer in part}
     first_encoder = partition_of.get(("encoder", 0), 0)
     last_decoder = partition_of.get(("decoder", decoder_layers - 1), kappa - 1)

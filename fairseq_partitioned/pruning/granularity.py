@@ -2,7 +2,10 @@
 
 - ``unstructured``: one weight.
 - ``block-1xB``: B consecutive weights along the input (last) dimension of an ``(out, in)`` matrix.
-  The sparsity of a matrix is its fraction of *all-zero* blocks (appendix A.3, Table 9: B = 8).
+  The sparsity of a matrix is its fraction of *all-zero* blocks (appendix A.3, Table 9: B = 8). A block
+  scores the sum of its weights' magnitudes (``l1``, as the official code: ``prune_utils/admm.py``,
+  ``block_pruning``) or of their squares (``l2``: pruning the blocks of least squared L2 norm removes
+  the least ``||W - W * m||^2``, the mask error that bounds GaP's convergence, Proposition 1).
 - ``N:M``: N of every M consecutive weights along the last dimension are kept (the pattern of the
   sparse tensor cores named in GaP section 1), so the sparsity is 1 - N/M by construction.
 
@@ -21,6 +24,7 @@ import torch
 from torch import Tensor
 
 DISTRIBUTIONS = ("uniform", "non-uniform")
+BLOCK_SCORES = ("l1", "l2")
 
 
 @dataclass(frozen=True)
@@ -101,18 +105,17 @@ def unit_shape(shape: Sequence[int], gran: Granularity) -> Tuple[int, int]:
     return 1, numel // gran.block
 
 
-def unit_scores(score: Tensor, gran: Granularity) -> Tensor:
-    """Per-weight scores (any shape) -> per-unit scores ``(rows, units)``.
-
-    A block scores the sum of the squares of its weights (squared L2 norm): pruning the blocks with
-    the smallest one removes the least ``||W - W * m||^2``, the mask-induced error that bounds GaP's
-    convergence (Proposition 1, Assumption 3); for one weight it orders like ``|w|``.
-    """
+def unit_scores(score: Tensor, gran: Granularity, block_score: str = "l1") -> Tensor:
+    """Per-weight magnitudes (any shape) -> per-unit scores ``(rows, units)``; a block scores the sum
+    of its magnitudes (``l1``) or of their squares (``l2``)."""
     if gran.is_n_of_m:
         return score.reshape(-1, gran.group)  # (groups, M)
     if gran.block == 1:
         return score.reshape(1, -1)  # (1, numel)
-    return score.square().reshape(-1, gran.block).sum(-1).reshape(1, -1)  # (1, blocks)
+    if block_score not in BLOCK_SCORES:
+        raise ValueError(f"--gap-block-score must be one of {', '.join(BLOCK_SCORES)}, got {block_score!r}")
+    per_weight = score if block_score == "l1" else score.square()
+    return per_weight.reshape(-1, gran.block).sum(-1).reshape(1, -1)  # (1, blocks)
 
 
 def unit_kept(mask: Tensor, gran: Granularity) -> Tensor:

@@ -48,7 +48,7 @@ def _lowest(scores: Tensor, n: int) -> Tensor:
     return below | (at & (at.cumsum(-1) <= needed))
 
 
-def _scores(weight: Tensor, mask: Optional[Tensor], gran: Granularity) -> Tensor:
+def _scores(weight: Tensor, mask: Optional[Tensor], gran: Granularity, block_score: str) -> Tensor:
     """Per-unit scores ``(rows, units)``; an already-pruned unit scores -1.
 
     A pruned weight counts as zero (whatever the tensor holds there), the lowest magnitude; -1 puts
@@ -57,9 +57,9 @@ def _scores(weight: Tensor, mask: Optional[Tensor], gran: Granularity) -> Tensor
     w = weight.detach()
     score = w.abs().to(torch.promote_types(w.dtype, torch.float32))
     if mask is None:
-        return unit_scores(score, gran)
+        return unit_scores(score, gran, block_score)
     mask = mask.to(device=w.device, dtype=torch.bool)
-    units = unit_scores(score.masked_fill(~mask, 0.0), gran)
+    units = unit_scores(score.masked_fill(~mask, 0.0), gran, block_score)
     return units.masked_fill(~unit_kept(mask, gran), -1.0)
 
 
@@ -78,13 +78,15 @@ def prune_to(
     distribution: str = "uniform",
     granularity: str = "unstructured",
     current_masks: Optional[Mapping[str, Tensor]] = None,
+    block_score: str = "l1",
 ) -> Dict[str, Tensor]:
     """ArgPruneTo: magnitude-prune ``weights`` to exactly ``sparsity``; one boolean mask per weight.
 
     ``uniform``: every matrix separately, ``round(S * units)`` pruned units each. ``non-uniform``:
     one global threshold, ``round(S * total units)`` pruned units over all the given matrices
     (section 3). ``current_masks`` (optional, may hold other names too; a weight without one counts
-    as dense) marks weights already pruned: they score zero and are pruned first.
+    as dense) marks weights already pruned: they score zero and are pruned first. ``block_score``:
+    how a 1xB block scores (``granularity.py``).
     """
     gran = check_options(sparsity, distribution, granularity)
     names = sorted(weights)
@@ -93,7 +95,7 @@ def prune_to(
     scores = {}
     for name in names:
         w = weights[name]
-        scores[name] = _scores(w, _current_mask(current_masks, name, w.shape), gran)
+        scores[name] = _scores(w, _current_mask(current_masks, name, w.shape), gran, block_score)
 
     pruned: Dict[str, Tensor] = {}
     if gran.is_n_of_m:  # uniform by construction (check_options): M - N of every group

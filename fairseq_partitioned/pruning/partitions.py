@@ -1,16 +1,21 @@
-"""GaP partitions of a Transformer and the schedule that picks the one to grow (Ma et al., ICLR 2022).
+"""GaP partitions of a Transformer and the schedule that picks what to grow (Ma et al., ICLR 2022).
 
-Partitions are contiguous layers (section 1: "several partitions composed of contiguous layers").
-For the Transformer, section 3.4: "We equally divide the Transformer models into three or six
-partitions with the decoder containing 2x partitions of the encoder", and appendix A.1: "it is
-naturally divided to three partitions". So kappa=3 is {encoder}, {first half of the decoder},
-{second half of the decoder}, and kappa=6 is two encoder parts and four decoder parts.
+Partitions are contiguous layers (section 1: "several partitions composed of contiguous layers"). Two
+readings of the Transformer's (``--gap-partition-layout``):
 
-General rule (ours; it reproduces both): kappa=1 is one partition of every layer; otherwise the
-encoder gets ``e = max(1, round(kappa / 3))`` parts and the decoder the other ``kappa - e``, each
-stack cut into contiguous parts as equal as possible, earlier parts one layer longer when the count
-does not divide (6 decoder layers in 4 parts: 2, 2, 1, 1). A model without an encoder (or decoder)
-puts all kappa parts in the other stack.
+- ``official`` (the default: the code that produced Tables 4, 6, 8, 9, boone891214/GaP
+  ``Transformer/profiles/``): the encoder layers then the decoder layers, cut into kappa contiguous
+  parts of equal length. For 6+6 layers: kappa=3 is {enc 0-3}, {enc 4-5, dec 0-1}, {dec 2-5}; kappa=6
+  is six 2-layer blocks, three in the encoder and three in the decoder.
+- ``paper`` (section 3.4: "We equally divide the Transformer models into three or six partitions with
+  the decoder containing 2x partitions of the encoder", and A.1: "it is naturally divided to three
+  partitions"): kappa=3 is {encoder}, {first half of the decoder}, {second half of the decoder};
+  kappa=6 is two encoder parts and four decoder parts. In general the encoder gets
+  ``e = max(1, round(kappa / 3))`` parts and the decoder the other ``kappa - e``.
+
+Either way a stack is cut into parts as equal as possible, earlier parts one layer longer when the
+count does not divide (6 decoder layers in 4 parts: 2, 2, 1, 1); kappa=1 is one partition of every
+layer; a model without an encoder (or decoder) puts all kappa parts in the other stack.
 
 A layer id is ``("encoder", i)`` or ``("decoder", j)``; a fairseq parameter name maps to one through
 ``layer_of``. The prunable weights are the matrices of attention (q, k, v, out) and FFN (fc1, fc2)
@@ -25,6 +30,7 @@ import torch
 
 LayerId = Tuple[str, int]
 T = TypeVar("T")
+LAYOUTS = ("official", "paper")
 
 DEFAULT_PRUNABLE = (
     r"(?:^|\.)(encoder|decoder)\.layers\.\d+\.((self_attn|encoder_attn)\.(q|k|v|out)_proj|fc1|fc2)\.weight$"
@@ -56,25 +62,26 @@ def _split(count: int, parts: int) -> List[range]:
     return pieces
 
 
-def transformer_partitions(encoder_layers: int, decoder_layers: int, kappa: int) -> List[List[LayerId]]:
+def transformer_partitions(encoder_layers: int, decoder_layers: int, kappa: int,
+                           layout: str = "official") -> List[List[LayerId]]:
     """The kappa partitions S_0..S_{kappa-1} of Algorithm 1 line 2, encoder first."""
     if kappa < 1:
         raise ValueError(f"--gap-partitions must be >= 1, got {kappa}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"--gap-partition-layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if encoder_layers < 0 or decoder_layers < 0 or encoder_layers + decoder_layers == 0:
         raise ValueError(f"a model needs layers to partition, got {encoder_layers} + {decoder_layers}")
     everything = [("encoder", i) for i in range(encoder_layers)]
     everything += [("decoder", j) for j in range(decoder_layers)]
     if kappa == 1:
         return [everything]
-    if decoder_layers == 0:
-        stacks = [("encoder", encoder_layers, kappa)]
-    elif encoder_layers == 0:
-        stacks = [("decoder", decoder_layers, kappa)]
-    else:
-        e = max(1, round(kappa / 3))
-        stacks = [("encoder", encoder_layers, e), ("decoder", decoder_layers, kappa - e)]
+    if layout == "official" or decoder_layers == 0 or encoder_layers == 0:
+        if kappa > len(everything):
+            raise ValueError(f"--gap-partitions {kappa}: more partitions than layers ({len(everything)})")
+        return [[everything[i] for i in piece] for piece in _split(len(everything), kappa)]
+    e = max(1, round(kappa / 3))
     partitions = []
-    for stack, count, parts in stacks:
+    for stack, count, parts in (("encoder", encoder_layers, e), ("decoder", decoder_layers, kappa - e)):
         if parts > count:
             raise ValueError(
                 f"--gap-partitions {kappa}: more partitions than layers (the {stack}'s {count} layers "
@@ -108,39 +115,32 @@ def cyclic_partition(step: int, kappa: int) -> int:
     return step % kappa
 
 
-def _round_seed(seed: int, round_: int) -> int:
-    digest = hashlib.sha256(f"gap-random-partition:{seed}:{round_}".encode()).digest()
+def _step_seed(seed: int, step: int) -> int:
+    digest = hashlib.sha256(f"gap-random-partition:{seed}:{step}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1  # a non-negative 63-bit seed
 
 
-def random_partition(step: int, partitions: Sequence[Sequence[T]], seed: int) -> List[T]:
-    """The random-partition variant (appendix A.2, Tables 7-8): what to grow at ``step``.
+def random_partition(step: int, items: Sequence[T], kappa: int, seed: int) -> List[T]:
+    """The random-partition variant (appendix A.2, Table 8): what to grow at ``step``.
 
-    A.2: "a random partition chooses a uniformly random subset of layers to grow in each step", and
-    blames the lower BLEU on correlated weights landing in different partitions ("W_key, W_query,
-    W_value in the same attention block"), not on coverage. So we keep everything else of C-GaP:
-    every round of kappa = ``len(partitions)`` steps draws a uniformly random permutation of all the
-    items and cuts it into parts of the sizes of ``partitions``; step ``k`` grows part ``k mod
-    kappa``. Each step thus grows a uniformly random subset of the size of the partition cyclic GaP
-    would grow, and every item is grown once per round (Remark 3).
-
-    The items are whatever the partitions hold: layer ids (``transformer_partitions``) draw whole
-    Transformer layers; parameter names (``partition_names``) draw single weight matrices, which is
-    what lets q, k and v of one attention block be split, as A.2 describes.
-
-    A pure function of ``(seed, step)``: a resumed run makes the same choice. Items come back in the
-    order of ``partitions``. The items to prune at ``step`` are those of ``step - 1``; at step 0
-    nothing is dense yet (the random start).
+    As the official code draws it (``prune_utils/utils_pr.py``, ``generate_rand_seq_gap_yaml``): every
+    step grows ``len(items) // kappa`` items drawn uniformly from those the previous step did not
+    grow. The items are the prunable weight matrices, so the matrices of one layer (q, k and v of one
+    attention block) land in different steps, which A.2 blames for the lower BLEU. The official draws
+    are unseeded; here step s draws from a generator seeded by ``(seed, s)``, so the choice is a pure
+    function of ``(seed, step)`` and a resumed run makes the same one. Items come back in their order.
     """
     if step < 0:
         raise ValueError(f"GaP step must be >= 0, got {step}")
-    if not partitions:
-        raise ValueError("--gap-partitions must be >= 1, got no partitions")
-    sizes = [len(p) for p in partitions]
-    items = [item for p in partitions for item in p]
-    round_, part = divmod(step, len(partitions))
-    generator = torch.Generator().manual_seed(_round_seed(seed, round_))
-    order = torch.randperm(len(items), generator=generator).tolist()
-    start = sum(sizes[:part])
-    chosen = sorted(order[start : start + sizes[part]])
-    return [items[i] for i in chosen]
+    if not 1 <= kappa <= len(items):
+        raise ValueError(f"--gap-partitions must be in 1..{len(items)} (the prunable matrices), got {kappa}")
+    size = len(items) // kappa
+    previous: set = set()
+    for s in range(step + 1):
+        candidates = [i for i in range(len(items)) if i not in previous]
+        if len(candidates) < size:  # kappa = 1: every step grows everything
+            candidates = list(range(len(items)))
+        generator = torch.Generator().manual_seed(_step_seed(seed, s))
+        order = torch.randperm(len(candidates), generator=generator).tolist()
+        previous = {candidates[i] for i in order[:size]}
+    return [items[i] for i in sorted(previous)]

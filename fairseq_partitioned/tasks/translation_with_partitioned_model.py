@@ -27,6 +27,7 @@ from ..methods import AlternatingTraining, GrowAndPrune, check_gap_config
 from ..modules import MODULE_KINDS
 from ..optim import find_partitioned_optimizer
 from ..optim.adam_for_partitioned_model import OPTIMIZER_NAME
+from ..pruning import BLOCK_SCORES, LAYOUTS
 from ..version import __version__, fairseq_distribution
 
 logger = logging.getLogger(__name__)
@@ -73,22 +74,42 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
     )
     gap_partitions: int = field(
         default=3,
-        metadata={"help": "kappa: 3 = encoder, decoder first half, decoder second half; 6 = 2 + 4 parts"},
+        metadata={"help": "kappa: the number of partitions of contiguous layers (--gap-partition-layout)"},
+    )
+    gap_partition_layout: ChoiceEnum(list(LAYOUTS)) = field(
+        default="official",
+        metadata={"help": "official: encoder then decoder layers cut into kappa equal parts (the official "
+                          "code: kappa=3 is enc 0-3, enc 4-5 + dec 0-1, dec 2-5); paper: the decoder gets 2x the "
+                          "encoder's partitions (sec. 3.4: encoder, decoder 0-2, decoder 3-5)"},
     )
     gap_step_epochs: int = field(default=0, metadata={"help": "T: epochs per C-GaP step"})
     gap_step_updates: int = field(default=0, metadata={"help": "N: updates per C-GaP step (instead of T)"})
     gap_steps: int = field(default=0, metadata={"help": "K: grow-and-prune steps before the final prune"})
     gap_finetune_epochs: int = field(
-        default=0, metadata={"help": "T': fine-tune epochs after the last step (checked against --max-epoch)"}
+        default=0, metadata={"help": "T': fine-tune epochs after the last step (with --gap-step-epochs)"}
+    )
+    gap_finetune_updates: int = field(
+        default=0, metadata={"help": "N': fine-tune updates after the last step (with --gap-step-updates)"}
+    )
+    gap_first_step: ChoiceEnum(["dense", "masked"]) = field(
+        default="dense",
+        metadata={"help": "dense: what a run from scratch grows first starts at its random initial values "
+                          "(the official code); masked: at the random mask's zeros, like every later step"},
     )
     gap_partition_strategy: ChoiceEnum(["cyclic", "random"]) = field(
-        default="cyclic", metadata={"help": "grow partitions in turn, or a random subset of the same size"}
+        default="cyclic",
+        metadata={"help": "grow partitions in turn, or at every step 1/kappa of the matrices at random, not "
+                          "those of the step before (the official code's draw)"},
     )
     gap_distribution: ChoiceEnum(["uniform", "non-uniform"]) = field(
         default="uniform", metadata={"help": "S in every matrix, or S overall by one magnitude threshold"}
     )
     gap_granularity: str = field(
         default="unstructured", metadata={"help": "unstructured, block-1x8 (all-zero 1x8 blocks) or 2:4"}
+    )
+    gap_block_score: ChoiceEnum(list(BLOCK_SCORES)) = field(
+        default="l1",
+        metadata={"help": "a block's magnitude: the sum of |w| (l1, the official code) or of w^2 (l2)"},
     )
     gap_prunable: Optional[str] = field(
         default=None,
@@ -97,6 +118,11 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
     )
     gap_grow_partition: int = field(
         default=-1, metadata={"help": "P-GaP worker: grow this partition (0-based) for the whole run"}
+    )
+    gap_grow_step: int = field(
+        default=-1,
+        metadata={"help": "one step of a C-GaP run split into processes (the official code runs each step "
+                          "as its own process): grow what step k grows, for the whole run"},
     )
     # Read from the rest of the configuration (no flags of their own).
     restore_file: str = II("checkpoint.restore_file")
@@ -108,6 +134,7 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
     ddp_backend: str = II("distributed_training.ddp_backend")
     find_unused_parameters: bool = II("distributed_training.find_unused_parameters")
     max_epoch: int = II("optimization.max_epoch")
+    max_update: int = II("optimization.max_update")
     lr_scheduler_name: Optional[str] = II("lr_scheduler._name")
     seed: int = II("common.seed")
 

@@ -1,0 +1,79 @@
+"""The README's GaP recipes for WMT14 run as written: its data preparation gives the joined dictionary
+that ``--share-all-embeddings`` needs, the C-GaP command sets up and builds its model, and the P-GaP
+command's workers are fairseq-train command lines that fairseq parses. Read from README.md itself, so
+the text and the test cannot drift apart."""
+import os
+import re
+import shlex
+
+import pytest
+
+import fairseq_helpers as h
+from fairseq_partitioned.cli.pgap import cli_main as pgap_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _readme_command(prefix: str) -> list:
+    """The first command of a ```bash block of README.md that starts with ``prefix`` (continuation
+    lines joined, comments dropped), as argv."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        for line in joined.splitlines():
+            if line.startswith(prefix):
+                return shlex.split(line, comments=True)
+    raise AssertionError(f"no command starting with {prefix!r} in README.md")
+
+
+@pytest.fixture(scope="module")
+def joined_data(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("joined"))
+    h.create_dummy_data(d, num_examples=40)
+    h.preprocess_translation_data(d, ["--joined-dictionary"])
+    return d
+
+
+def _with_data(argv: list, data: str) -> list:
+    """The command with its data-bin/wmt14_en_de replaced and the plugin found in this checkout."""
+    argv = [data if a == "data-bin/wmt14_en_de" else a for a in argv]
+    return [h.PLUGIN_DIR if a == "fairseq_partitioned" and argv[i - 1] == "--user-dir" else a
+            for i, a in enumerate(argv)]
+
+
+def test_the_wmt14_preparation_makes_the_joined_dictionary_the_recipes_need():
+    argv = _readme_command(".venv/bin/python data-prep/prepare_wmt17_en_de.py --icml17")
+    assert "--joined-dictionary" in argv and "--binarize" in argv
+
+
+def test_the_cgap_recipe_builds_its_model(joined_data, tmp_path):
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    argv = _readme_command("fairseq-train data-bin/wmt14_en_de")
+    assert "--share-all-embeddings" in argv and "--max-epoch" not in argv
+    argv = _with_data(argv[1:], joined_data)
+    argv[argv.index("--save-dir") + 1] = str(tmp_path)
+    args = options.parse_args_and_arch(options.get_training_parser(), argv + ["--cpu"])
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    assert cfg.optimization.max_epoch == 31 * 10 + 40  # the run stops by itself where its schedule ends
+    model = task.build_model(cfg.model)  # --share-all-embeddings: fails without a joined dictionary
+    assert model.encoder.embed_tokens is model.decoder.embed_tokens
+    assert len(task.method.schedule.partitions) == 3
+
+
+def test_the_pgap_recipe_prints_worker_commands_that_fairseq_parses(joined_data, tmp_path, capsys):
+    from fairseq import options
+
+    argv = _readme_command("fairseq-partitioned-pgap")
+    split = argv.index("--")
+    ours = argv[1:split]
+    ours[ours.index("--save-dir") + 1] = str(tmp_path)
+    pgap_main(ours + ["--print-commands", "--"] + _with_data(argv[split + 1:], joined_data))
+    commands = [shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.startswith("fairseq-train")]
+    assert len(commands) == 10 * 3 + 1  # 10 rounds of 3 workers, then the fine-tune
+    for command in commands[:3] + commands[-4:]:
+        args = options.parse_args_and_arch(options.get_training_parser(), command[1:])
+        assert args.update_freq == [8] and args.max_tokens == 5120  # 8 x 5120 tokens per worker update
