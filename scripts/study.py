@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""The evidence study: the papers' comparisons measured at CPU scale, on the bundled corpus.
+
+    python scripts/study.py [--output-dir study] [--seeds 1] [--updates 1500] [--rows ROW,...]
+        [--parallel 2] [--threads 1] [--dry-run] [--report-only]
+
+Trains every row of scripts/study_design.py for one fixed update budget, side by side (``--parallel``
+commands at a time, ``--threads`` each), translates the test split with every network of each row from
+its last checkpoint, and writes OUTPUT/study.md (a table: mean (std) test BLEU over the seeds with
+parameters, beside the papers' claims), OUTPUT/study.png (BLEU against parameters) and
+OUTPUT/curves.png (each network's valid loss and valid BLEU against updates). A command whose output is
+complete is not run again: a restarted study resumes (fairseq-train resumes from checkpoint_last.pt),
+and a second invocation with ``--seeds 1,2`` adds seed 2. The data is prepared into OUTPUT/data-bin
+(data-prep/prepare_bible.py) when missing.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import console
+import study_design
+import study_report
+from pipeline import seed_list
+from study_design import ROWS, Budget, Job
+
+PROG = "study"
+
+
+def prepare_data(output: str, limit: int = 0) -> str:
+    data = os.path.join(output, "data-bin")
+    if not os.path.isfile(os.path.join(data, f"dict.{study_design.TGT}.txt")):
+        argv = [sys.executable, os.path.join(study_design.ROOT, "data-prep", "prepare_bible.py"),
+                "--output", os.path.join(output, "text"), "--binarize", data]
+        console.run_logged(PROG, f"preparing the Bible corpus into {data}", argv + (["--limit", str(limit)] if limit else []),
+                           os.path.join(output, "prepare.log"))
+    return data
+
+
+def _updates_done(log: str) -> int:
+    """The last update count a training log reports (for the progress line)."""
+    tail = console.log_tail(log, 200)
+    found = [line.rsplit('"num_updates": "', 1)[1].split('"')[0] for line in tail.splitlines()
+             if '"num_updates": "' in line]
+    return int(found[-1]) if found else 0
+
+
+def run_jobs(jobs: List[Job], parallel: int, threads: int):
+    """Run the jobs, ``parallel`` at a time, each after the jobs it needs; skip the done ones."""
+    done = {j.name for j in jobs if os.path.isfile(j.marker)}
+    todo = [j for j in jobs if j.name not in done]
+    total = len(todo)
+    print(f"{PROG}: {len(done)} of {len(jobs)} commands already done, {total} to run, {parallel} at a time", flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env["PYTHONWARNINGS"] = "ignore::DeprecationWarning,ignore::FutureWarning,ignore::UserWarning"
+    running: Dict[str, tuple] = {}
+    start, last_status, finished = time.time(), time.time(), 0
+    while todo or running:
+        for name, (job, proc, log, t0) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            if proc.returncode != 0:
+                for other, (_, p, f, _) in running.items():
+                    p.terminate()
+                print(console.log_tail(job.log), end="", file=sys.stderr)
+                console.fail(PROG, f"{name} failed (exit {proc.returncode}), log: {job.log}")
+            open(job.marker, "w").close()
+            done.add(name)
+            finished += 1
+            print(f"{PROG}: [{finished}/{total}] {name} done in {_minutes(time.time() - t0)} "
+                  f"(study {_minutes(time.time() - start)})", flush=True)
+        ready = [j for j in todo if all(n in done for n in j.needs)]
+        while ready and len(running) < parallel:
+            job = ready.pop(0)
+            todo.remove(job)
+            os.makedirs(os.path.dirname(job.log), exist_ok=True)
+            log = open(job.log, "a")
+            try:
+                argv = [sys.executable, *study_design.resolve(job.argv)]
+            except FileNotFoundError as e:
+                console.fail(PROG, f"{job.name}: {e}")
+            log.write(f"# {PROG}: {' '.join(argv)}\n")
+            log.flush()
+            running[job.name] = (job, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log,
+                                 time.time())
+            print(f"{PROG}: started {job.name}", flush=True)
+        if todo and not running:
+            console.fail(PROG, f"{todo[0].name} waits for a job that is not in this study")
+        if time.time() - last_status > 300 and running:
+            last_status = time.time()
+            states = [f"{n} {_updates_done(j.log)}/{j.updates} updates" if j.updates else n
+                      for n, (j, _, _, _) in running.items()]
+            print(f"{PROG}: running: {'; '.join(states)}", flush=True)
+        time.sleep(1)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--output-dir", default=os.path.join(study_design.ROOT, "study"))
+    parser.add_argument("--seeds", type=seed_list, default=[1], help="comma-separated seeds (default 1)")
+    parser.add_argument("--updates", type=int, default=1500, help="U: every row's number of updates")
+    parser.add_argument("--max-tokens", type=int, default=2048)
+    parser.add_argument("--interval", type=int, default=250,
+                        help="updates between validations and checkpoints, scored on the valid split (default 250)")
+    parser.add_argument("--train-to", type=int, default=0,
+                        help=f"train the --rows further, to this many updates ({', '.join(study_design.EXTENSIBLE)})")
+    parser.add_argument("--rows", default=",".join(r.key for r in ROWS), help="comma-separated row keys")
+    parser.add_argument("--parallel", type=int, default=2, help="commands at a time (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per command (default 1)")
+    parser.add_argument("--dry-run", action="store_true", help="print every command, run nothing")
+    parser.add_argument("--report-only", action="store_true", help="write the table and figures, run nothing")
+    parser.add_argument("--smoke", action="store_true", help="a tiny model on 200 pairs per split (tests)")
+    args = parser.parse_args(argv)
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in study_design.ROW]
+    if unknown:
+        console.fail(PROG, f"--rows: unknown row {unknown[0]!r}; rows: {', '.join(study_design.ROW)}")
+    budget = Budget(args.updates, max_tokens=args.max_tokens, interval=args.interval)
+    if args.parallel < 1 or args.threads < 1 or args.interval < 1:
+        console.fail(PROG, "--parallel, --threads and --interval must be >= 1")
+    if budget.cgap()[1] < 1 or args.updates % args.interval or budget.dense_updates() % args.interval:
+        console.fail(PROG, f"--updates {args.updates}: give a multiple of 2 x --interval {args.interval}, >= 12 "
+                           "(C-GaP: 9 steps of at least one update; prune-from-dense: half and half)")
+    if args.train_to and (args.train_to <= args.updates or args.train_to % args.interval):
+        console.fail(PROG, f"--train-to {args.train_to}: give a multiple of --interval above --updates {args.updates}")
+    output = os.path.abspath(args.output_dir)
+    data = os.path.join(output, "data-bin")
+    try:
+        jobs = [j for row in rows for seed in args.seeds
+                for j in study_design.jobs(study_design.ROW[row], seed, output, data, budget, args.train_to, args.smoke)]
+    except ValueError as e:
+        console.fail(PROG, f"--train-to: {e}")
+    if args.dry_run:
+        for job in jobs:
+            print(f"# {job.name}" + (f" (after {', '.join(job.needs)})" if job.needs else ""))
+            print("python " + " ".join(job.argv) + f" > {job.log}")
+        return
+    if not args.report_only:
+        os.makedirs(output, exist_ok=True)
+        prepare_data(output, limit=200 if args.smoke else 0)
+        start = time.time()
+        run_jobs(jobs, args.parallel, args.threads)
+        print(f"{PROG}: all commands done in {_minutes(time.time() - start)}", flush=True)
+        study_report.record_invocation(output, {
+            "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(time.time() - start),
+            "command": "python scripts/study.py " + " ".join(argv if argv is not None else sys.argv[1:])})
+    paths = study_report.write(output, [study_design.ROW[r] for r in rows], args.seeds, budget)
+    print(f"{PROG}: wrote {', '.join(paths)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The evidence study as data: its rows, the one recipe they share, and every run's command lines.
+
+The papers' comparisons, at CPU scale, on the bundled English -> Spanish Bible corpus
+(data-prep/bible/kjv-rv1909), at one fixed update budget U for every row:
+
+- ATS (Mohtashami, Jaggi, Stich, AISTATS 2022, Tables 1-2): a standard Transformer; alternating training
+  of a low-rank core r = 1/32 (its full network and its core, from one run); the same core trained
+  alone (``--max-level 1``); the same for the small-width core r = 1/32.
+- GaP (Ma et al., ICLR 2022, Table 4): C-GaP at 90% with kappa = 3; prune-from-dense at 90% at the same
+  total number of updates (U/2 dense, one-shot magnitude prune, U/2 fine-tune, as appendix B.5 splits
+  40 + 40 epochs); a fixed random 90% mask trained from scratch.
+
+Every row trains the same model (3+3 layers, d = 256, pre-norm, shared embeddings) with the same
+optimizer and learning-rate schedule, for U updates; each network is scored from its run's last
+checkpoint at U (no selection, so no network is favoured by the rule), with beam 4 on the test split.
+Rows of one run (not C-GaP or prune-from-dense, whose schedules are shares of U) can be trained further
+in a later invocation: they resume from their last checkpoint and follow the same trajectory (the
+learning-rate warm-up is a fixed number of updates), so the table at U stays the same.
+
+One run and seed live in OUTPUT/ROW/seedN/: train.log, checkpoints/, generate-NETWORK.txt (test) and,
+for the curves, valid-NETWORK-UPDATES.txt (greedy translations of the valid split by the checkpoints
+saved along the way). Importing this module needs neither fairseq nor torch.
+"""
+import glob
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN = os.path.join(ROOT, "fairseq_partitioned")
+PLUGIN_TASK = "translation_with_partitioned_model"
+SRC, TGT = "en", "es"
+RATIO = "0.03125"  # r = 1/32: ATS Table 3's r for both core kinds
+
+MODEL = ("--arch", "transformer", "--encoder-layers", "3", "--decoder-layers", "3",
+         "--encoder-embed-dim", "256", "--decoder-embed-dim", "256",
+         "--encoder-ffn-embed-dim", "1024", "--decoder-ffn-embed-dim", "1024",
+         "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
+         "--encoder-normalize-before", "--decoder-normalize-before", "--share-all-embeddings")
+SMOKE_MODEL = ("--arch", "transformer", "--encoder-layers", "3", "--decoder-layers", "3",
+               "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
+               "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
+               "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
+               "--encoder-normalize-before", "--decoder-normalize-before", "--share-all-embeddings")
+
+
+@dataclass(frozen=True)
+class Budget:
+    updates: int  # U: every row's number of updates, where the table is read
+    max_tokens: int = 2048
+    lr: float = 0.0015
+    warmup_updates: int = 150  # fixed, not a share of U: a run trained further follows the same trajectory
+    interval: int = 250  # updates between validations and checkpoints (U and every curve point are multiples)
+    gap_rounds: int = 3  # C-GaP: rounds of kappa = 3 steps before the fine-tune
+    gap_finetune_fraction: float = 0.25  # C-GaP: N' = U / 4; prune-from-dense: U / 2 dense, U / 2 fine-tune
+
+    def cgap(self) -> Tuple[int, int, int]:
+        """C-GaP's K steps of N updates, then N' fine-tune updates, K N + N' = U."""
+        steps = 3 * self.gap_rounds
+        finetune = round(self.updates * self.gap_finetune_fraction)
+        per_step = (self.updates - finetune) // steps
+        return steps, per_step, self.updates - steps * per_step
+
+    def dense_updates(self) -> int:
+        """Prune-from-dense: the dense part of U (appendix B.5: 40 dense epochs, 40 fine-tune epochs)."""
+        return self.updates - round(self.updates * 2 * self.gap_finetune_fraction)
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    method: str  # vanilla (fairseq's own task), plugin, prune (dense, prune, fine-tune)
+    flags: Tuple[str, ...] = ()
+    networks: Tuple[str, ...] = ("full",)
+    claims: Dict[str, str] = field(default_factory=dict)  # network -> what the paper reports
+
+
+ATS_RANK = ("--partitioned-linear-module-name", "PartitionedRankLinear", "--small-ratio", RATIO)
+ATS_WIDTH = ("--partitioned-linear-module-name", "PartitionedLinear", "--small-ratio", RATIO)
+
+ROWS: Tuple[Row, ...] = (
+    Row("standard", "standard Transformer", "vanilla", (), ("full",),
+        {"full": "ATS T.1a: 32.48 (0.32) (IWSLT14); GaP T.4: dense 27.6 (WMT14)"}),
+    Row("ats-rank", "ATS, low-rank core r=1/32", "plugin", ATS_RANK + ("--alternate",), ("full", "core"),
+        {"core": "ATS T.1a: 24.03 (0.77), above the core alone", "full": "ATS T.1a: 31.20 (0.58), near standard"}),
+    Row("core-rank", "low-rank core r=1/32 alone", "plugin", ATS_RANK + ("--max-level", "1"), ("core",),
+        {"core": "ATS T.1a: 17.95 (3.65), unstable"}),
+    Row("ats-width", "ATS, small-width core r=1/32", "plugin", ATS_WIDTH + ("--alternate",), ("full", "core"),
+        {"core": "ATS T.2a: 23.84 (0.25), above the core alone", "full": "ATS T.2a: 30.41 (0.40)"}),
+    Row("core-width", "small-width core r=1/32 alone", "plugin", ATS_WIDTH + ("--max-level", "1"), ("core",),
+        {"core": "ATS T.2a: 23.58 (0.58)"}),
+    Row("cgap", "C-GaP 90%, kappa=3", "plugin", ("--alternate", "--gap-sparsity", "0.9", "--gap-partitions", "3"),
+        ("sparse",), {"sparse": "GaP T.4: 27.7, above prune-from-dense and dense (WMT14)"}),
+    Row("prune", "prune-from-dense 90%", "prune", ("--gap-sparsity", "0.9"), ("sparse",),
+        {"sparse": "GaP T.4: 25.7 (WMT14)"}),
+    Row("random-mask", "fixed random 90% mask", "plugin", ("--gap-sparsity", "0.9"), ("sparse",),
+        {"sparse": "(no Transformer number; GaP sec. 1: fixed early masks are inferior)"}),
+)
+ROW = {row.key: row for row in ROWS}
+EXTENSIBLE = ("standard", "ats-rank", "core-rank", "ats-width", "core-width", "random-mask")  # one run, U free
+
+
+@dataclass
+class Job:
+    """One command of the study: trains, prunes or translates; done when its marker file exists."""
+    name: str  # ROW/seedN/what
+    argv: List[str]  # a python -m ... command line (without the interpreter)
+    log: str
+    needs: List[str] = field(default_factory=list)  # names of the jobs it starts after
+    updates: Optional[int] = None  # a training: its length, for the progress lines
+
+    @property
+    def marker(self) -> str:
+        """Exists once the job succeeded (a training's names its length: one trained further runs again)."""
+        length = f"-{self.updates}" if self.updates else ""
+        return os.path.join(os.path.dirname(self.log), f".done-{os.path.basename(self.log)}{length}")
+
+
+def run_dir(output: str, row: str, seed: int) -> str:
+    return os.path.join(output, row, f"seed{seed}")
+
+
+def _training(data: str, task: str, smoke: bool, budget: Budget, updates: Optional[int], seed: int, save_dir: str,
+              scheduler=("--lr-scheduler", "inverse_sqrt"), warmup: Optional[int] = None) -> List[str]:
+    optimizer = "adam_for_partitioned_model" if task == PLUGIN_TASK else "adam"
+    argv = ["-m", "fairseq_cli.train", data, "--user-dir", PLUGIN, "--task", task,
+            *(SMOKE_MODEL if smoke else MODEL), "--dropout", "0.1",
+            "--optimizer", optimizer, "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-09", "--weight-decay", "0.0001",
+            "--lr", str(budget.lr), *scheduler, "--warmup-updates", str(warmup or budget.warmup_updates),
+            "--warmup-init-lr", "1e-07", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+            "--max-tokens", str(budget.max_tokens), "--seed", str(seed), "--save-dir", save_dir,
+            "--validate-interval-updates", str(budget.interval), "--save-interval-updates", str(budget.interval),
+            "--keep-interval-updates", "-1",
+            "--cpu", "--num-workers", "0", "--log-format", "json", "--log-interval", "10"]
+    if updates is not None:
+        argv += ["--max-update", str(updates)]
+    return argv
+
+
+def jobs(row: Row, seed: int, output: str, data: str, budget: Budget, length: Optional[int] = None,
+         smoke: bool = False) -> List[Job]:
+    """The commands of one row and seed: training(s), then the translations it is scored by: the test
+    split at U (and at ``length``, when the row is trained further), the valid split along the way."""
+    length = length or budget.updates
+    if length != budget.updates and row.key not in EXTENSIBLE:
+        raise ValueError(f"{row.key} cannot be trained beyond --updates (its schedule is a share of U)")
+    d = run_dir(output, row.key, seed)
+    ckpt = os.path.join(d, "checkpoints")
+    name = f"{row.key}/seed{seed}"
+    out: List[Job] = []
+    if row.method == "prune":  # U/2 dense, one-shot magnitude prune, U/2 fine-tune with fixed masks
+        dense_dir = os.path.join(d, "dense")
+        out.append(Job(f"{name}/dense", _training(data, "translation", smoke, budget, budget.dense_updates(), seed,
+                                                  dense_dir), os.path.join(d, "dense.log"), updates=budget.dense_updates()))
+        pruned = os.path.join(d, "pruned.pt")
+        out.append(Job(f"{name}/prune", ["-m", "fairseq_partitioned.cli.prune",
+                                         os.path.join(dense_dir, "checkpoint_last.pt"), "--sparsity", "0.9",
+                                         "--output", pruned], os.path.join(d, "prune.log"), [f"{name}/dense"]))
+        finetune = budget.updates - budget.dense_updates()
+        train = _training(data, PLUGIN_TASK, smoke, budget, finetune, seed, ckpt)
+        train += [*row.flags, "--restore-file", pruned, "--reset-optimizer", "--reset-lr-scheduler",
+                  "--reset-dataloader", "--reset-meters"]
+        out.append(Job(f"{name}/train", train, os.path.join(d, "train.log"), [f"{name}/prune"], updates=finetune))
+    elif row.key == "cgap":  # K N + N' = U; the learning rate restarts at every step (GaP appendix B)
+        steps, per_step, finetune = budget.cgap()
+        warmup = max(1, round(budget.warmup_updates * per_step / budget.updates))  # the same share of a step
+        train = _training(data, PLUGIN_TASK, smoke, budget, None, seed, ckpt,
+                          scheduler=("--lr-scheduler", "gap_inverse_sqrt"), warmup=warmup)
+        train += [*row.flags, "--gap-step-updates", str(per_step), "--gap-steps", str(steps),
+                  "--gap-finetune-updates", str(finetune), "--max-epoch", "0"]
+        out.append(Job(f"{name}/train", train, os.path.join(d, "train.log"), updates=budget.updates))
+    else:
+        task = "translation" if row.method == "vanilla" else PLUGIN_TASK
+        train = _training(data, task, smoke, budget, length, seed, ckpt) + list(row.flags)
+        out.append(Job(f"{name}/train", train, os.path.join(d, "train.log"), updates=length))
+    trained = out[-1].name
+    task = "translation" if row.method == "vanilla" else PLUGIN_TASK
+    at_u = training_updates(row, budget, budget.updates)
+    for network in row.networks:
+        for updates, suffix in [(at_u, "")] + ([(length, f"-{length}")] if length != budget.updates else []):
+            out.append(Job(f"{name}/test-{network}{suffix}",
+                           generate(data, checkpoint_at(ckpt, updates), task, network, "test", 4, smoke),
+                           os.path.join(d, f"generate-{network}{suffix}.txt"), [trained]))
+        for updates in curve_updates(row, budget, length):
+            out.append(Job(f"{name}/valid-{network}-{updates}",
+                           generate(data, checkpoint_at(ckpt, updates), task, network, "valid", 1, smoke),
+                           os.path.join(d, f"valid-{network}-{updates}.txt"), [trained]))
+    return out
+
+
+def training_updates(row: Row, budget: Budget, updates: int) -> int:
+    """Update ``updates`` of the row's schedule in its training's own count (prune-from-dense counts its
+    fine-tune from 0)."""
+    return updates - budget.dense_updates() if row.method == "prune" else updates
+
+
+def curve_updates(row: Row, budget: Budget, length: Optional[int] = None) -> List[int]:
+    """The updates (the training's own count) at which a row's checkpoints are scored on the valid
+    split: every interval up to U, every second interval beyond."""
+    end = training_updates(row, budget, budget.updates)
+    further = training_updates(row, budget, length or budget.updates)
+    return list(range(budget.interval, end, budget.interval)) + [end] + list(
+        range(end + 2 * budget.interval, further + 1, 2 * budget.interval))
+
+
+CHECKPOINT_AT = "@checkpoint-at-update:"  # a checkpoint whose file name holds its epoch: found when the job starts
+
+
+def checkpoint_at(ckpt_dir: str, updates: int) -> str:
+    return f"{CHECKPOINT_AT}{ckpt_dir}:{updates}"
+
+
+def resolve(argv: List[str]) -> List[str]:
+    """The command line with every ``checkpoint_at`` replaced by the checkpoint fairseq wrote at that
+    update: ``checkpoint_EPOCH_UPDATES.pt`` (--save-interval-updates divides every update asked for), or
+    ``checkpointEPOCH.pt`` when the update ended an epoch (fairseq then writes that one instead)."""
+    out = []
+    for a in argv:
+        if a.startswith(CHECKPOINT_AT):
+            ckpt_dir, updates = a[len(CHECKPOINT_AT):].rsplit(":", 1)
+            found = sorted(glob.glob(os.path.join(ckpt_dir, f"checkpoint_*_{updates}.pt")))
+            found = found or [p for p in glob.glob(os.path.join(ckpt_dir, "checkpoint[0-9]*.pt"))
+                              if _updates_of(p) == int(updates)]
+            if not found:
+                raise FileNotFoundError(f"no checkpoint at update {updates} in {ckpt_dir}")
+            a = found[-1]
+        out.append(a)
+    return out
+
+
+def _updates_of(path: str) -> int:
+    from fairseq_partitioned import checkpoints  # torch: only for an epoch's checkpoint
+
+    return checkpoints.load_lazily(path)["optimizer_history"][-1]["num_updates"]
+
+
+def generate(data: str, checkpoint: str, task: str, network: str, subset: str, beam: int, smoke: bool) -> List[str]:
+    argv = ["-m", "fairseq_cli.generate", data, "--user-dir", PLUGIN, "--task", task, "--path", checkpoint,
+            "--gen-subset", subset, "--beam", str(beam), "--batch-size", "64", "--remove-bpe",
+            "--max-len-a", "1.2", "--max-len-b", "10", "--cpu", "--num-workers", "0"]
+    if network == "core":
+        argv += ["--max-level", "1"]
+    if smoke:
+        argv += ["--max-len-a", "0", "--max-len-b", "8"]
+    return argv

@@ -1,0 +1,230 @@
+"""The study's results: its table (study.md), BLEU against parameters (study.png), and each network's valid
+loss and valid BLEU against updates (curves.png), from the outputs of scripts/study.py.
+
+Test BLEU: fairseq's tokenized BLEU-4 (lowercased, Moses-tokenized, BPE removed; generate_bleu.py) of the
+last checkpoint, beam 4. Parameters: as the checkpoint records them (the ATS full network counted as the
+standard Transformer it converts to; sparse models by the weights their masks keep). Valid loss: the
+``valid`` records of the training's JSON log (``loss`` of the full or sparse network, ``core_loss`` of
+an ATS core); valid BLEU: greedy translations of the valid split by the checkpoints saved along the way.
+"""
+import glob
+import json
+import logging
+import os
+import statistics
+from typing import Dict, List, Optional, Tuple
+
+import generate_bleu
+import study_design
+from study_design import Budget, Row
+
+LANG = study_design.TGT
+INVOCATIONS = "invocations.json"
+
+
+def record_invocation(output: str, entry: dict):
+    path = os.path.join(output, INVOCATIONS)
+    entries = read_invocations(output) + [entry]
+    with open(path + ".tmp", "w") as f:
+        json.dump(entries, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def read_invocations(output: str) -> List[dict]:
+    try:
+        with open(os.path.join(output, INVOCATIONS)) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+
+
+def test_bleu(output: str, row: Row, seed: int, network: str) -> Optional[float]:
+    scored = generate_bleu.score(os.path.join(study_design.run_dir(output, row.key, seed), f"generate-{network}.txt"),
+                                 "tokenized", LANG)
+    return None if scored is None else scored.bleu
+
+
+def parameters(output: str, row: Row, seeds: List[int], network: str) -> Optional[int]:
+    from fairseq_partitioned import checkpoints  # torch: only once there are checkpoints to read
+
+    for seed in seeds:
+        path = os.path.join(study_design.run_dir(output, row.key, seed), "checkpoints", "checkpoint_last.pt")
+        if os.path.isfile(path):
+            return checkpoints.parameter_counts(checkpoints.load_lazily(path)).get(network)
+    return None
+
+
+def valid_losses(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
+    """(update, valid loss in bits) of every validation in the training's JSON log."""
+    key = "valid_core_loss" if network == "core" else "valid_loss"
+    points = []
+    log = os.path.join(study_design.run_dir(output, row.key, seed), "train.log")
+    if not os.path.isfile(log):
+        return points
+    with open(log, errors="replace") as f:
+        for line in f:
+            start = line.find("{")
+            if start < 0 or "valid_loss" not in line:
+                continue
+            try:
+                record = json.loads(line[start:])
+            except json.JSONDecodeError:
+                continue
+            if key in record and "valid_num_updates" in record:
+                points.append((int(record["valid_num_updates"]), float(record[key])))
+    return sorted(dict(points).items())
+
+
+def valid_bleus(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
+    """(update, valid BLEU) of every checkpoint of the run scored on the valid split so far."""
+    d = study_design.run_dir(output, row.key, seed)
+    points = []
+    for path in glob.glob(os.path.join(d, f"valid-{network}-*.txt")):
+        scored = generate_bleu.score(path, "tokenized", LANG)
+        if scored is not None:
+            points.append((int(path.rsplit("-", 1)[1][: -len(".txt")]), scored.bleu))
+    return sorted(points)
+
+
+def trained_further(output: str, row: Row, seeds: List[int], network: str) -> Dict[int, List[float]]:
+    """Test BLEU of a row trained beyond U: updates -> the seeds' BLEU there."""
+    found: Dict[int, List[float]] = {}
+    for seed in seeds:
+        d = study_design.run_dir(output, row.key, seed)
+        for path in glob.glob(os.path.join(d, f"generate-{network}-*.txt")):
+            scored = generate_bleu.score(path, "tokenized", LANG)
+            if scored is not None:
+                found.setdefault(int(path.rsplit("-", 1)[1][: -len(".txt")]), []).append(scored.bleu)
+    return found
+
+
+def _mean_std(values: List[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.mean(values):.2f}" + (f" ({statistics.stdev(values):.2f})" if len(values) > 1 else "")
+
+
+def table(output: str, rows: List[Row], seeds: List[int]) -> Tuple[str, list]:
+    lines, points, missing = [], [], []
+    for row in rows:
+        for network in row.networks:
+            scores = {s: test_bleu(output, row, s, network) for s in seeds}
+            got = [v for v in scores.values() if v is not None]
+            missing += [f"{row.key} seed {s} ({network})" for s, v in scores.items() if v is None]
+            params = parameters(output, row, seeds, network)
+            lines.append([row.label, network, f"{params:,}" if params else "-", _mean_std(got),
+                          f"{len(got)}/{len(seeds)}", row.claims.get(network, "")])
+            if got and params:
+                points.append((row, network, params, statistics.mean(got),
+                               statistics.stdev(got) if len(got) > 1 else 0.0))
+    header = ["row", "network", "parameters", "test BLEU", "seeds", "the paper"]
+    text = markdown_table(header, lines)
+    if missing:
+        text += "\n\nMissing: " + ", ".join(missing) + "."
+    return text, points
+
+
+def markdown_table(header: List[str], rows: List[List[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> List[str]:
+    text, points = table(output, rows, seeds)
+    further = [[row.label, network, f"{updates}", _mean_std(values), f"{len(values)}"]
+               for row in rows for network in row.networks
+               for updates, values in sorted(trained_further(output, row, seeds, network).items())]
+    invocations = read_invocations(output)
+    steps, per_step, finetune = budget.cgap()
+    lines = [
+        "# The study: the papers' claims at CPU scale",
+        "",
+        f"English -> Spanish Bible verses (data-prep/bible/kjv-rv1909: {study_design.SRC}-{study_design.TGT}, "
+        "27976 training pairs), a 3+3-layer d=256 pre-norm Transformer, every row "
+        f"{budget.updates} updates of {budget.max_tokens} tokens (C-GaP: {steps} steps of {per_step} updates and "
+        f"a {finetune}-update fine-tune; prune-from-dense: half dense, half fine-tune), seeds "
+        f"{','.join(map(str, seeds))}. Test BLEU: tokenized BLEU-4 (lowercased), beam 4, the checkpoint at update "
+        f"{budget.updates}; "
+        "mean (sample std) over the seeds.",
+        "",
+        text,
+        "",
+    ]
+    if further:
+        lines += ["Trained further (the same runs, the same rule: the test BLEU of the checkpoint at that update):",
+                  "", markdown_table(["row", "network", "updates", "test BLEU", "seeds"], further), ""]
+    lines += ["Invocations (wall time on this machine):"]
+    for inv in invocations:
+        lines.append(f"- {inv['date']}: `{inv['command']}`: {inv['seconds'] / 3600:.2f} h")
+    path = os.path.join(output, "study.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return [path, plot(os.path.join(output, "study.png"), points, budget),
+            curves(os.path.join(output, "curves.png"), output, rows, seeds, budget)]
+
+
+COLORS = {"standard": "black", "ats-rank": "C0", "core-rank": "C1", "ats-width": "C2", "core-width": "C3",
+          "cgap": "C4", "prune": "C5", "random-mask": "C7"}
+MARKERS = {"full": "s", "core": "o", "sparse": "^"}
+
+
+def _pyplot():
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's logging set-up lets its debug lines out
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(path: str, points, budget: Budget) -> str:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for row, network, params, mean, std in points:
+        ax.errorbar(params, mean, yerr=std, fmt=MARKERS[network], color=COLORS.get(row.key, "C9"), capsize=3,
+                    label=f"{row.label}: {network}")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (sparse: kept by the masks; ATS full: as a standard Transformer)")
+    ax.set_ylabel("test BLEU")
+    ax.set_title(f"BLEU against parameters, {budget.updates} updates each")
+    ax.grid(True, alpha=0.3)
+    if points:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _mean_curve(curves: List[List[Tuple[int, float]]]) -> List[Tuple[int, float]]:
+    by_update: Dict[int, List[float]] = {}
+    for curve in curves:
+        for u, v in curve:
+            by_update.setdefault(u, []).append(v)
+    return [(u, statistics.mean(vs)) for u, vs in sorted(by_update.items())]
+
+
+def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Budget) -> str:
+    plt = _pyplot()
+    fig, (loss_ax, bleu_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for row in rows:
+        for network in row.networks:
+            style = dict(color=COLORS.get(row.key, "C9"), marker=MARKERS[network], markersize=3,
+                         linestyle="--" if network == "core" else "-", label=f"{row.label}: {network}")
+            loss = _mean_curve([valid_losses(output, row, s, network) for s in seeds])
+            bleu = _mean_curve([valid_bleus(output, row, s, network) for s in seeds])
+            if loss:
+                loss_ax.plot(*zip(*loss), **style)
+            if bleu:
+                bleu_ax.plot(*zip(*bleu), **style)
+    loss_ax.set_ylabel("valid loss (bits, label-smoothed)")
+    bleu_ax.set_ylabel("valid BLEU (greedy)")
+    for ax in (loss_ax, bleu_ax):
+        ax.set_xlabel("updates (prune-from-dense: of its fine-tune)")
+        ax.grid(True, alpha=0.3)
+    bleu_ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
