@@ -12,7 +12,8 @@ the papers report them (scripts/generate_bleu.py):
   removed, the data's Moses tokenization kept; fairseq-score's counts). WMT en-de outputs are
   compound-split first, as fairseq's examples/translation compound_split_bleu.sh does.
 - GaP (Tables 4, 6, 8, 9): detokenized SacreBLEU (13a, with its signature) of the D- and T- lines
-  detokenized with sacremoses' MosesDetokenizer. The reference is the detokenized test side of the
+  detokenized with sacremoses' MosesDetokenizer, cased (the paper says SacreBLEU) and uncased (the
+  official code's BLEU: sacrebleu -lc), both printed. The reference is the detokenized test side of the
   binarized data, not the raw newstest file (close to it, not byte-identical).
 
 A cell without output for some seed (no generate file, or one cut short before fairseq-generate's final
@@ -75,42 +76,55 @@ def fmt_scores(result: CellResult, n_expected: int) -> str:
     return text + (f" [{n}/{n_expected} seeds]" if result.missing else "")
 
 
+def conventions(table, bleu: Optional[str]) -> List[str]:
+    """The BLEU conventions a table is printed in: the paper's (GaP: cased and uncased SacreBLEU)."""
+    if bleu:
+        return [bleu]
+    return ["sacrebleu", "sacrebleu-uncased"] if table.bleu == "sacrebleu" else [table.bleu]
+
+
 def collect_table(name: str, runs_dir: str, seeds: List[int], bleu: Optional[str] = None):
+    """(table, conventions, {convention: {(row, column): CellResult}})."""
     table = TABLES[name]
-    bleu = bleu or table.bleu
-    by_cell: Dict[Tuple[str, str], CellResult] = {}  # a cell repeated across columns is read once
     results = {}
-    for row in table.rows:
-        for column, cell in row.cells.items():
-            key = (cell.run, cell.network)
-            if key not in by_cell:
-                by_cell[key] = collect_cell(runs_dir, cell, seeds, bleu)
-            results[row.key, column] = by_cell[key]
-    return table, bleu, results
+    for convention in conventions(table, bleu):
+        by_cell: Dict[Tuple[str, str], CellResult] = {}  # a cell repeated across columns is read once
+        results[convention] = {}
+        for row in table.rows:
+            for column, cell in row.cells.items():
+                key = (cell.run, cell.network)
+                if key not in by_cell:
+                    by_cell[key] = collect_cell(runs_dir, cell, seeds, convention)
+                results[convention][row.key, column] = by_cell[key]
+    return table, conventions(table, bleu), results
 
 
-def render(table, bleu: str, results, seeds: List[int]) -> str:
+def render(table, used: List[str], results, seeds: List[int]) -> str:
     n = len(seeds)
-    results_list = list(results.values())
-    smoke = any(r.smoke for r in results_list)
-    compound = bleu == "tokenized" and DATASETS[table.dataset].target == "de" and not smoke
-    signature = next((r.signature for r in results_list if r.signature), "(no output yet)")
-    lines = [table.title,
-             "BLEU: " + generate_bleu.describe(bleu, compound) + (signature if bleu == "sacrebleu" else ""),
-             f"ours: mean (sample std) over seeds {','.join(map(str, seeds))}; paper: as published"]
+    first = results[used[0]]
+    smoke = any(r.smoke for r in first.values())
+    compound = used[0] == "tokenized" and DATASETS[table.dataset].target == "de" and not smoke
+    lines = [table.title]
+    for convention in used:
+        signature = next((r.signature for r in results[convention].values() if r.signature), "(no output yet)")
+        lines.append(f"BLEU ({convention}): " + generate_bleu.describe(convention, compound)
+                     + (signature if convention != "tokenized" else ""))
+    lines.append(f"ours: mean (sample std) over seeds {','.join(map(str, seeds))}; paper: as published")
     if smoke:
         lines.append("SMOKE RUNS (tiny settings on the bundled sample): the numbers only show the pipeline")
-    header = [""] + [text for column in table.columns for text in (f"{column}: ours", "paper")]
+    names = {"sacrebleu": "cased", "sacrebleu-uncased": "uncased"}
+    header = [""] + [text for column in table.columns
+                     for text in [f"{column}: ours" + (f" {names[c]}" if len(used) > 1 else "") for c in used] + ["paper"]]
     rows, missing = [], {}
     for row in table.rows:
         cells = [row.label]
         for column in table.columns:
             cell = row.cells.get(column)
             if cell is None:
-                cells += ["-", "-"]
+                cells += ["-"] * (len(used) + 1)
                 continue
-            result = results[row.key, column]
-            cells += [fmt_scores(result, n), cell.paper or "-"]
+            cells += [fmt_scores(results[c][row.key, column], n) for c in used] + [cell.paper or "-"]
+            result = first[row.key, column]
             if result.missing:  # a cell spanning columns (prune-from-dense over kappa) is listed once
                 missing.setdefault((row.key, cell.run, cell.network), (row.label, [], cell, result))[1].append(column)
         rows.append(cells)
@@ -139,10 +153,10 @@ def plot(tables_results, path: str) -> int:
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     drawn, labelled = 0, set()
-    for table, _, results in tables_results:
+    for table, used, results in tables_results:
         for row in table.rows:
             for column, cell in row.cells.items():
-                result = results[row.key, column]
+                result = results[used[0]][row.key, column]
                 if not result.scores or result.parameters is None:
                     continue
                 values = list(result.scores.values())
@@ -187,7 +201,7 @@ def main(argv=None):
         fail(PROG, f"no runs directory {args.runs} (reproduce.py --output-dir)")
     names = list(TABLES) if args.table == "all" else [args.table]
     collected = [collect_table(name, args.runs, args.seeds, args.bleu) for name in names]
-    print("\n\n".join(render(t, bleu, results, args.seeds) for t, bleu, results in collected))
+    print("\n\n".join(render(t, used, results, args.seeds) for t, used, results in collected))
     if args.plot:
         drawn = plot(collected, args.plot)
         print(f"\nplot: {args.plot} ({drawn} points)")

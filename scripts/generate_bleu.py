@@ -10,6 +10,7 @@
 - ``sacrebleu`` (the GaP paper): detokenized SacreBLEU (13a, with its signature): the D- (hypothesis)
   and T- (reference) lines detokenized with sacremoses' MosesDetokenizer. The reference is the
   detokenized test side of the binarized data, not the raw test file (close to it, not byte-identical).
+  ``sacrebleu-uncased``: the same, lowercased (``sacrebleu -lc``: the official GaP code's BLEU).
 
     score("runs/RUN/seed1/generate-full.txt", "tokenized", lang="de")  # -> Score(bleu, signature)
 """
@@ -18,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-CONVENTIONS = ("tokenized", "sacrebleu")
+CONVENTIONS = ("tokenized", "sacrebleu", "sacrebleu-uncased")
 COMPOUND = re.compile(r"(\S)-(\S)")
 
 
@@ -69,7 +70,7 @@ def score(path: str, convention: str, lang: str) -> Optional[Score]:
         return None
     if convention == "tokenized":
         return Score(tokenized_bleu(out, compound=lang == "de"))
-    return Score(*sacrebleu_bleu(out, lang))
+    return Score(*sacrebleu_bleu(out, lang, lowercase=convention == "sacrebleu-uncased"))
 
 
 def compound_split(line: str) -> str:
@@ -85,14 +86,14 @@ def tokenized_bleu(out: Output, compound: bool) -> float:
     return BLEU(tokenize="none", smooth_method="none", force=True).corpus_score(hyps, [refs]).score
 
 
-def sacrebleu_bleu(out: Output, lang: str) -> Tuple[float, str]:
+def sacrebleu_bleu(out: Output, lang: str, lowercase: bool = False) -> Tuple[float, str]:
     from sacrebleu.metrics import BLEU
     from sacremoses import MosesDetokenizer
 
     detok = MosesDetokenizer(lang=lang)
     hyps = [detok.detokenize(h.split()) for h in out.detokenized]
     refs = [detok.detokenize(r.split()) for r in out.references]
-    metric = BLEU()
+    metric = BLEU(lowercase=lowercase)
     return metric.corpus_score(hyps, [refs]).score, str(metric.get_signature())
 
 
@@ -102,5 +103,6 @@ def describe(convention: str, compound: bool) -> str:
         split = "; compound-split (##AT##-##AT##) as fairseq's compound_split_bleu.sh for WMT en-de"
         return ("fairseq's tokenized BLEU-4 (as the ATS paper): H-/T- lines, BPE removed, sacrebleu "
                 "tokenize=none, no smoothing (fairseq-score's counts)" + (split if compound else ""))
-    return ("detokenized SacreBLEU (as the GaP paper): D-/T- lines detokenized with sacremoses "
-            "MosesDetokenizer; signature ")
+    case = "uncased (as the official GaP code: sacrebleu -lc)" if convention == "sacrebleu-uncased" else "cased"
+    return (f"detokenized SacreBLEU, {case}: D-/T- lines detokenized with sacremoses MosesDetokenizer; "
+            "signature ")

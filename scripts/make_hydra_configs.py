@@ -5,7 +5,9 @@
 
 One YAML per run of scripts/tables.py that a user would start by hand: ATS Table 3 (IWSLT14 and
 WMT17 at its r = 0.03125: standard training, the core alone, alternating training, for the low-rank and
-the small-width core) and every C-GaP run of GaP Tables 4, 6, 8, 9 (appendix B.5). Train with
+the small-width core) and every C-GaP run of GaP Tables 4, 6, 8, 9 (appendix B.5), as the plugin's
+one-process C-GaP with the official code's steps and one final fine-tune (reproduce.py runs the tables
+as the official code does: a process per step, a fine-tune branched from every round). Train with
 
     fairseq-hydra-train --config-dir configs --config-name ats_iwslt14_rank_r0.03125_alternate \\
         task.data=data-bin/iwslt14.tokenized.de-en checkpoint.save_dir=checkpoints/ats

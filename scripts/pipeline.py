@@ -38,6 +38,7 @@ SMOKE_UPDATES = 3
 SMOKE_MAX_TOKENS = 1024
 SMOKE_GAP_STEP_UPDATES = 2
 SMOKE_GAP_STEPS = 2
+SMOKE_GAP_ROUNDS = 1
 SMOKE_EVAL_BLEU_ARGS = '{"beam": 1, "max_len_a": 0, "max_len_b": 5}'
 SMOKE_GEN_SUBSET = "valid"
 SMOKE_GENERATE = ("--max-len-a", "0", "--max-len-b", "8", "--cpu", "--num-workers", "0")
@@ -61,8 +62,7 @@ def seed_list(text: str) -> List[int]:
 
 
 def generation_checkpoint(run, directory: str) -> str:
-    if run.method == "pgap":
-        return os.path.join(directory, "checkpoints", "finetune", "checkpoint_best.pt")
+    """The checkpoint a run is translated from: its best (C-GaP, P-GaP: the best of its round's fine-tunes)."""
     return os.path.join(directory, "checkpoints", "checkpoint_best.pt")
 
 
@@ -136,12 +136,14 @@ def train_flags(run, data: str, smoke: bool = False) -> List[str]:
 
 
 def length_flags(run, smoke: bool = False) -> List[str]:
-    """How long a fairseq-train run trains (P-GaP: set by fairseq-partitioned-pgap)."""
+    """How long a fairseq-train run trains (P-GaP: set by fairseq-partitioned-pgap). C-GaP: the plugin's
+    one-process C-GaP with the official code's steps and one fine-tune (the hydra configs;
+    reproduce.py runs it as the official code does: ``steps``)."""
     if run.method == "cgap":
         if smoke:  # C-GaP stops by itself where its schedule ends
             return ["--gap-step-updates", str(SMOKE_GAP_STEP_UPDATES), "--gap-steps", str(SMOKE_GAP_STEPS),
                     "--gap-finetune-updates", "2"]
-        return ["--gap-step-epochs", str(tables.GAP_STEP_EPOCHS), "--gap-steps", str(tables.GAP_STEPS),
+        return ["--gap-step-epochs", str(tables.GAP_STEP_EPOCHS), "--gap-steps", str(tables.gap_steps(_kappa(run))),
                 "--gap-finetune-epochs", str(tables.GAP_FINETUNE_EPOCHS)]
     if smoke:
         return ["--max-update", str(SMOKE_UPDATES)] + ([] if run.method == "pgap" else ["--max-epoch", "1"])
@@ -151,11 +153,17 @@ def length_flags(run, smoke: bool = False) -> List[str]:
     return ["--max-epoch", str(epochs.get(run.method, RECIPES[run.dataset].max_epoch))]
 
 
+def _kappa(run) -> int:
+    return int(_flag_values(run.flags)["--gap-partitions"])
+
+
 def _flag_values(flags) -> Dict[str, str]:
     return {a: b for a, b in zip(flags, list(flags[1:]) + [""]) if a.startswith("--")}
 
 
 # ------------------------------------------------------------------------------------------- steps
+
+RESET = ["--reset-optimizer", "--reset-lr-scheduler", "--reset-dataloader", "--reset-meters"]
 
 
 @dataclass
@@ -174,19 +182,11 @@ def steps(run, seed: int, data: str, output_dir: str, smoke: bool, pgap_parallel
     d = run_dir(output_dir, run.id, seed)
     ckpt_dir = os.path.join(d, "checkpoints")
     train_log = os.path.join(d, "train.log")
-    base = train_flags(run, data, smoke) + length_flags(run, smoke) + ["--seed", str(seed)]
     out: List[Step] = []
-    if run.method == "pgap":
-        me = ["fairseq-partitioned-pgap", "--save-dir", ckpt_dir]
-        if smoke:
-            me += ["--rounds", "1", "--step-epochs", "1", "--finetune-epochs", "1", "--parallel", "3"]
-        else:
-            me += ["--rounds", str(tables.GAP_STEPS), "--step-epochs", str(tables.GAP_STEP_EPOCHS),
-                   "--finetune-epochs", str(tables.GAP_FINETUNE_EPOCHS)]
-            if pgap_parallel:
-                me += ["--parallel", str(pgap_parallel)]
-        out.append(Step("train", me + ["--", *base, "--no-epoch-checkpoints"], train_log))
+    if run.method in ("cgap", "pgap"):
+        out += _gap_as_the_official_code(run, seed, data, d, smoke, pgap_parallel)
     else:
+        base = train_flags(run, data, smoke) + length_flags(run, smoke) + ["--seed", str(seed)]
         train = ["fairseq-train", *base, "--save-dir", ckpt_dir, "--no-epoch-checkpoints"]
         if run.method == "prune":
             # GaP B.5: one-shot magnitude pruning of the dense pretrain of the same seed, then fixed masks
@@ -198,8 +198,7 @@ def steps(run, seed: int, data: str, output_dir: str, smoke: bool, pgap_parallel
                 if flag in values:
                     prune += [option, values[flag]]
             out.append(Step("prune", prune + ["--output", pruned], os.path.join(d, "prune.log")))
-            train += ["--restore-file", pruned, "--reset-optimizer", "--reset-lr-scheduler", "--reset-dataloader",
-                      "--reset-meters"]
+            train += RESET + ["--restore-file", pruned]
         out.append(Step("train", train, train_log))
     recipe = RECIPES[run.dataset]
     subset = SMOKE_GEN_SUBSET if smoke else DATASETS[run.dataset].gen_subset
@@ -212,5 +211,51 @@ def steps(run, seed: int, data: str, output_dir: str, smoke: bool, pgap_parallel
         if smoke:
             generate += SMOKE_GENERATE
         out.append(Step(f"generate-{network}", generate, generate_output(d, network)))
+    return out
+
+
+def _gap_as_the_official_code(run, seed: int, data: str, d: str, smoke: bool, pgap_parallel: int) -> List[Step]:
+    """C-GaP and P-GaP as the official code runs them (tables.py): every C-GaP step a process of its own
+    (``--gap-grow-step k``: fresh optimizer, learning rate and data order, from the step before), a
+    fine-tune branched from the end of every round, and the fine-tune with the best validation BLEU kept
+    as the run's checkpoint_best.pt (selected on the validation split, never on the test split)."""
+    kappa, ckpt = _kappa(run), os.path.join(d, "checkpoints")
+    rounds = SMOKE_GAP_ROUNDS if smoke else tables.GAP_ROUNDS
+    base = [a for a in train_flags(run, data, smoke) if a != "--alternate"] + ["--seed", str(seed)]
+    base[base.index("--lr-scheduler") + 1] = RECIPES[run.dataset].lr_scheduler  # each process restarts it
+    step_length = ["--max-update", str(SMOKE_UPDATES), "--max-epoch", "1"] if smoke else [
+        "--max-epoch", str(tables.GAP_STEP_EPOCHS)]
+    finetune_length = ["--max-update", str(SMOKE_UPDATES), "--max-epoch", "1"] if smoke else [
+        "--max-epoch", str(tables.GAP_FINETUNE_EPOCHS)]
+    out: List[Step] = []
+    if run.method == "pgap":  # 10 rounds of kappa workers (the paper counts a round as kappa steps)
+        me = ["fairseq-partitioned-pgap", "--save-dir", ckpt, "--rounds", str(rounds),
+              "--step-epochs", "1" if smoke else str(tables.GAP_STEP_EPOCHS), "--finetune-epochs", "0"]
+        if smoke or pgap_parallel:
+            me += ["--parallel", str(3 if smoke else pgap_parallel)]
+        out.append(Step("train", me + ["--", *base, "--no-epoch-checkpoints"] + (
+            ["--max-update", str(SMOKE_UPDATES)] if smoke else []), os.path.join(d, "train.log")))
+        round_ends = [(r, os.path.join(ckpt, f"round{r}", "combined.pt")) for r in range(rounds)]
+    else:
+        round_ends, previous = [], None
+        for step in range(1 + rounds * kappa):
+            save = os.path.join(ckpt, f"step{step}")
+            argv = ["fairseq-train", *base, "--gap-grow-step", str(step), *step_length, "--save-dir", save,
+                    "--no-epoch-checkpoints", "--disable-validation"]
+            if previous is not None:
+                argv += RESET + ["--restore-file", previous]
+            out.append(Step(f"train-step{step}", argv, os.path.join(d, f"train-step{step}.log")))
+            previous = os.path.join(save, "checkpoint_last.pt")
+            if step > 0 and step % kappa == 0:  # a round ends: its partition grown first is dense again
+                round_ends.append((step // kappa, previous))
+    finetuned = []
+    for r, start in round_ends:
+        save = os.path.join(ckpt, f"finetune{r}")
+        argv = ["fairseq-train", *base, *finetune_length, "--save-dir", save, "--no-epoch-checkpoints",
+                *RESET, "--restore-file", start]
+        out.append(Step(f"finetune-round{r}", argv, os.path.join(d, f"finetune-round{r}.log")))
+        finetuned.append(os.path.join(save, "checkpoint_best.pt"))
+    out.append(Step("select", ["select-best", *finetuned, "--output", os.path.join(ckpt, "checkpoint_best.pt")],
+                    os.path.join(d, "select.log")))
     return out
 

@@ -48,6 +48,7 @@ PROGRAMS = {
     "fairseq-generate": ["-m", "fairseq_cli.generate"],
     "fairseq-partitioned-prune": ["-m", "fairseq_partitioned.cli.prune"],
     "fairseq-partitioned-pgap": ["-m", "fairseq_partitioned.cli.pgap"],
+    "select-best": [os.path.join(ROOT, "scripts", "select_best.py")],
 }
 
 
@@ -152,9 +153,9 @@ def reproduce_run(run, cells, seed: int, args, env: dict):
             continue
         # a resumed training appends to its log
         run_logged(PROG, f"{run.id} seed {seed}: {step.name}", executable(step.argv), step.log, env=env,
-                   append=step.name == "train")
+                   append=step.name.startswith(("train", "finetune")))  # a resumed training appends
         record["completed"].append(step.name)
-        if step.name == "train" or step.name.startswith("generate"):
+        if step.name in ("train", "select") or step.name.startswith("generate"):
             record["parameters"] = {**record.get("parameters", {}), **checkpoint_parameters(run, d)}
         write_record(d, record)
 

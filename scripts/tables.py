@@ -87,13 +87,13 @@ RECIPES: Dict[str, Recipe] = {
     ),
     # GaP appendix B.5 (NVIDIA's Transformer recipe): "a batch size of 5120, inverse square-root scheduler
     # with an initial learning rate of 0.000846, and Adam"; Transformer-big, shared embeddings, fp16 as in
-    # the README's command. The paper trained on 8 V100s (5120 tokens each): on fewer GPUs add
-    # --update-freq to keep the batch. Beam 4 as NVIDIA's recipe and the README's --eval-bleu-args.
+    # the README's command. The official code trained on 8 GPUs of 5120 tokens each: --update-freq 8 keeps
+    # that batch on one GPU per run (on 8 GPUs per run, drop it). Beam 4 as NVIDIA's recipe.
     "wmt14": Recipe(
         model=("--arch", "transformer_wmt_en_de_big_t2t", "--share-all-embeddings"),
         training=("--adam-betas", "(0.9, 0.997)", "--adam-eps", "1e-09", "--weight-decay", "0.0",
                   "--lr", "0.000846", "--warmup-updates", "4000", "--warmup-init-lr", "0.0")
-        + LABEL_SMOOTHING + ("--dropout", "0.1", "--fp16"),
+        + LABEL_SMOOTHING + ("--dropout", "0.1", "--fp16", "--update-freq", "8"),
         lr_scheduler="inverse_sqrt", max_tokens=5120, max_epoch=40,
         generate=("--beam", "4", "--remove-bpe", "--batch-size", "128"),
         bleu="sacrebleu",
@@ -105,10 +105,19 @@ RECIPES: Dict[str, Recipe] = {
 
 # GaP appendix B.5: "Each step in GaP includes 10 epochs of training, and the final fine-tuning includes
 # 40 epochs. We pretrain a dense model using 40 epochs." Sec. 3.4: the best model "within 30 GaP steps".
+# The official code (boone891214/GaP, Transformer/scripts/multi_round_gap/...): C-GaP runs one step, then
+# 10 rounds of kappa steps (31 steps for kappa = 3, 61 for kappa = 6), each step its own process, and
+# branches a 40-epoch fine-tune from the end of every round; P-GaP runs 10 rounds, each worker a node
+# of 8 GPUs x 5120 tokens, and fine-tunes every round's combined model.
 GAP_STEP_EPOCHS = 10
-GAP_STEPS = 30
+GAP_ROUNDS = 10
 GAP_FINETUNE_EPOCHS = 40
 GAP_PRETRAIN_EPOCHS = 40
+
+
+def gap_steps(kappa: int) -> int:
+    """C-GaP's steps in the official code: 1 + GAP_ROUNDS rounds of kappa steps."""
+    return 1 + GAP_ROUNDS * kappa
 
 # -------------------------------------------------------------------------------------------- runs
 

@@ -81,26 +81,39 @@ def test_dry_run_ats_tables_carry_table_3(capsys, table, kind, ratios, common):
 
 
 def test_dry_run_gap_table_4(capsys):
+    """As the official code runs it: every C-GaP step a process of its own, a 40-epoch fine-tune branched
+    from the end of every round (of 10), the best fine-tune kept by validation BLEU; P-GaP 10 rounds."""
     out = dry_run(capsys, "gap-4")
     train = commands(out)
     for flag in GAP:
         assert all(flag in c for c in train), flag
-    cgap = [c for c in train if "--alternate" in c]
-    assert len(cgap) == 3 * 4
-    assert all("--lr-scheduler gap_inverse_sqrt" in c and "--gap-step-epochs 10 --gap-steps 30 "
-               "--gap-finetune-epochs 40" in c and "--max-epoch" not in c for c in cgap)
-    assert {(c.split("--gap-sparsity ")[1].split()[0], c.split("--gap-partitions ")[1].split()[0])
-            for c in cgap} == {("0.8", "3"), ("0.8", "6"), ("0.9", "3"), ("0.9", "6")}
+    assert all("--update-freq 8" in c for c in train)  # 8 GPUs x 5120 tokens per update
+    steps = [c for c in train if "--gap-grow-step" in c]
+    assert not any("--alternate" in c for c in train)
+    assert len(steps) == 3 * 2 * (31 + 61)  # seeds x sparsities x (1 + 10 x kappa steps, kappa = 3, 6)
+    assert all("--max-epoch 10" in c and "--lr-scheduler inverse_sqrt" in c for c in steps)
+    first = [c for c in steps if "--gap-grow-step 0 " in c]
+    assert len(first) == 3 * 4 and not any("--restore-file" in c for c in first)
+    later = [c for c in steps if "--gap-grow-step 0 " not in c]
+    assert all("--reset-optimizer --reset-lr-scheduler --reset-dataloader --reset-meters" in c for c in later)
+    assert "--gap-grow-step 30 " in out and "--gap-grow-step 60 " in out and "--gap-grow-step 61 " not in out
+    finetunes = [c for c in train if "/finetune" in c and "--save-dir" in c]
+    assert len(finetunes) == 3 * 8 * 10  # seeds x (C-GaP and P-GaP at 2 sparsities and 2 kappas) x rounds
+    assert all("--max-epoch 40" in c and "--reset-optimizer" in c for c in finetunes)
+    assert any("--restore-file runs/gap-cgap-s0.9-k3/seed1/checkpoints/step3/checkpoint_last.pt" in c for c in finetunes)
+    assert any("--restore-file runs/gap-cgap-s0.9-k6/seed1/checkpoints/step6/checkpoint_last.pt" in c for c in finetunes)
+    select = commands(out, "select-best")
+    assert len(select) == 3 * 8 and all(c.count("checkpoint_best.pt") == 11 for c in select)
     pgap = commands(out, "fairseq-partitioned-pgap")
-    assert len(pgap) == 3 * 4 and all("--rounds 30 --step-epochs 10 --finetune-epochs 40 --" in c for c in pgap)
+    assert len(pgap) == 3 * 4 and all("--rounds 10 --step-epochs 10 --finetune-epochs 0 --" in c for c in pgap)
     assert any("--gap-sparsity 0.9 --gap-partitions 6" in c for c in pgap)
     prune = commands(out, "fairseq-partitioned-prune")
     assert sorted(c.split("--sparsity ")[1].split()[0] for c in prune) == ["0.8"] * 3 + ["0.9"] * 3
     assert all("gap-dense/seed" in c for c in prune)
     dense = [c for c in train if "--task translation " in c]
     assert len(dense) == 3 and all("--optimizer adam " in c and "--max-epoch 40" in c for c in dense)
-    finetune = [c for c in train if "--restore-file" in c]
-    assert len(finetune) == 6 and all("--reset-optimizer" in c and "--max-epoch 40" in c for c in finetune)
+    pruned = [c for c in train if "pruned.pt" in c]
+    assert len(pruned) == 6 and all("--reset-optimizer" in c and "--max-epoch 40" in c for c in pruned)
     # the dense pretrain is trained once per seed and comes before the prunes that read it
     assert out.index("## gap-dense, seed 1") < out.index("## gap-prune-s0.8, seed 1")
 
@@ -210,10 +223,18 @@ def test_smoke_gap_table_9_end_to_end(smoke_dir):
         assert record["completed"][-1] == "generate-sparse"
         dense = json.load(open(os.path.join(smoke_dir, "gap-dense", "seed1", "run.json")))
         assert 0.75 * dense["parameters"]["full"] < record["parameters"]["sparse"] < dense["parameters"]["full"]
-    log = open(os.path.join(smoke_dir, "gap-cgap-s0.8-k3-block1x8", "seed1", "train.log")).read()
-    assert "GaP step 1" in log and "GaP fine-tune" in log
+    # C-GaP as the official code: a process per step (1 + 1 round of 3), a fine-tune at the round's end,
+    # the fine-tune with the best validation BLEU kept
+    cgap = os.path.join(smoke_dir, "gap-cgap-s0.8-k3-block1x8", "seed1")
+    assert json.load(open(os.path.join(cgap, "run.json")))["completed"] == [
+        "train-step0", "train-step1", "train-step2", "train-step3", "finetune-round1", "select", "generate-sparse"]
+    assert "GaP single step: pruned 0, grew 12 of 52" in open(os.path.join(cgap, "train-step0.log")).read()
+    # step 2 prunes step 1's partition (set aside in its checkpoint) and grows its own
+    assert "GaP single step: pruned 20, grew 20 of 52" in open(os.path.join(cgap, "train-step2.log")).read()
+    assert "kept " in open(os.path.join(cgap, "select.log")).read()
     out = _script(os.path.join(SCRIPTS, "collect_results.py"), "gap-9", "--runs", smoke_dir, "--seeds", "1")
-    assert "detokenized SacreBLEU" in out and "tok:13a" in out
+    assert "SacreBLEU, cased" in out and "SacreBLEU, uncased" in out and "case:lc" in out and "tok:13a" in out
+    assert "BLEU: ours cased" in out and "BLEU: ours uncased" in out
     assert "All 2 cells complete" in out and "26.1" in out and "27.2" in out
 
 
@@ -309,6 +330,18 @@ def test_score_of_one_generate_file(tmp_path):
     assert tokenized.bleu == generate_bleu.tokenized_bleu(out, compound=True) and tokenized.signature is None
     detokenized = generate_bleu.score(path, "sacrebleu", "en")
     assert (detokenized.bleu, detokenized.signature) == generate_bleu.sacrebleu_bleu(out, "en")
+    uncased = generate_bleu.score(path, "sacrebleu-uncased", "en")
+    assert "case:lc" in uncased.signature and "case:mixed" in detokenized.signature
+
+
+def test_uncased_sacrebleu_lowercases_both_sides(tmp_path):
+    import sacrebleu
+
+    path = str(tmp_path / "g.txt")
+    write_generate(path, [("The Cat sat .", "the cat sat ."), ("A Dog ran .", "a dog ran .")])
+    hyps, refs = ["The Cat sat.", "A Dog ran."], ["the cat sat.", "a dog ran."]
+    assert generate_bleu.score(path, "sacrebleu", "en").bleu == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert generate_bleu.score(path, "sacrebleu-uncased", "en").bleu == pytest.approx(100.0)
 
 
 # ---------------------------------------------------------------------------------------- (d) hydra
