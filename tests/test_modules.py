@@ -155,3 +155,30 @@ def test_core_model_loads_the_core_of_a_full_checkpoint():
     full.set_level(1)
     x = torch.randn(3, 12)
     torch.testing.assert_close(core(x), full(x))
+
+
+def test_dense_low_rank_init_starts_v_u_at_a_dense_layer_s_variance():
+    torch.manual_seed(0)
+    dense = nn.Linear(512, 512)
+    nn.init.xavier_uniform_(dense.weight)
+    xavier = PartitionedRankLinear(512, 512, small_ratios=(1 / 32,))
+    scaled = PartitionedRankLinear(512, 512, small_ratios=(1 / 32,), init="dense")
+    std = lambda layer: layer.merged_weight(level=1).std().item()  # noqa: E731  (V U)
+    assert std(xavier) < dense.weight.std().item() / 2.5  # k = 16: about 3x smaller
+    assert abs(std(scaled) / dense.weight.std().item() - 1) < 0.05
+    with pytest.raises(ValueError, match="--low-rank-init must be xavier or dense"):
+        PartitionedRankLinear(8, 8, init="other")
+
+
+def test_core_attention_scale_rescales_only_the_core_s_queries():
+    heads, head_dim = 2, 8
+    q = nn.Linear(16, heads * head_dim)
+    plain = PartitionedLinear.from_linear(q, (0.25,), partition="out", groups=heads)
+    rescaled = PartitionedLinear.from_linear(q, (0.25,), partition="out", groups=heads, rescale_core=True)
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(rescaled(x), plain(x))  # the full network: unchanged
+    plain.set_level(1)
+    rescaled.set_level(1)
+    torch.testing.assert_close(rescaled(x), plain(x) * (head_dim / 2) ** 0.5)  # 2 of 8 dims: x 2
+    with pytest.raises(ValueError, match="rescale_core is for the per-head"):
+        PartitionedLinear(8, 8, rescale_core=True)

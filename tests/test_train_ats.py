@@ -198,3 +198,18 @@ def test_nested_cores_alternate_through_three_levels(data_dir, tmp_path, caplog)
     ckpt = str(tmp_path / "checkpoint_last.pt")
     outs = [h.hypotheses(h.generate_main(data_dir, ["--max-level", str(level)], path=ckpt)) for level in (1, 2, 3)]
     assert all(len(o) > 40 for o in outs)
+
+
+def test_the_core_s_init_and_attention_scale_are_part_of_the_partitioning(data_dir, tmp_path):
+    flags = ["--alternate", "--partitioned-linear-module-name", "PartitionedLinear", "--small-ratio", "0.5",
+             "--core-attention-scale", "core", "--max-update", "2"]
+    h.train_translation_model(data_dir, flags, save_dir=str(tmp_path))
+    ckpt = str(tmp_path / "checkpoint_last.pt")
+    assert h.load_checkpoint(ckpt)["task_state"]["partition"]["core_attention_scale"] == "core"
+    # evaluation reads the choice from the checkpoint: the core translates with its own scale
+    assert len(h.hypotheses(h.generate_main(data_dir, ["--max-level", "1"], path=ckpt))) > 40
+    with pytest.raises(ValueError, match="was trained with .* --core-attention-scale core"):
+        h.train_translation_model(data_dir, flags[:-4] + ["--max-update", "3"], save_dir=str(tmp_path))
+    rank = str(tmp_path / "rank")
+    h.train_translation_model(data_dir, ["--alternate", "--low-rank-init", "dense", "--max-update", "2"], save_dir=rank)
+    assert h.load_checkpoint(os.path.join(rank, "checkpoint_last.pt"))["task_state"]["partition"]["low_rank_init"] == "dense"

@@ -67,10 +67,11 @@ class AlternatingTraining(TrainingMethod):
     # ------------------------------------------------------------------------------ build
     def _spec_for_build(self, from_checkpoint: bool) -> PartitionSpec:
         cfg = self.cfg
-        ours = PartitionSpec(str(cfg.partitioned_linear_module_name), self.small_ratios, len(self.small_ratios) + 1)
+        ours = PartitionSpec(str(cfg.partitioned_linear_module_name), self.small_ratios, len(self.small_ratios) + 1,
+                             str(cfg.low_rank_init), str(cfg.core_attention_scale))
         if from_checkpoint and self._checkpoint_spec is not None:
             saved = self._checkpoint_spec
-            if (saved.module_name, saved.small_ratios) != (ours.module_name, ours.small_ratios):
+            if saved != replace(ours, built_levels=saved.built_levels):
                 logger.info(f"using the checkpoint's partitioning: {saved.describe()}")
             ours = saved
         top = ours.built_levels if cfg.max_level is None else cfg.max_level

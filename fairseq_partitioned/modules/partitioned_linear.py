@@ -14,7 +14,13 @@ back the standard layer, row for row.
     partition="out", groups=H:  q/k     per head, the first d_l of head_dim outputs; the core output
                                         is zero-padded back to H * head_dim so attention sees the
                                         usual shape, and the zeros add nothing to q . k.
+
+Attention scales q . k by 1 / sqrt(head_dim) (fairseq's MultiheadAttention). A core head has d_l of those
+dimensions; the paper does not say whether its logits keep the full head's scale. ``rescale_core`` (the
+query projection, with ``--core-attention-scale core``) multiplies the core's queries by
+sqrt(head_dim / d_l), so that a core head scales by 1 / sqrt(d_l), as a head of width d_l would.
 """
+import math
 from typing import Optional, Sequence
 
 import torch
@@ -34,6 +40,7 @@ class PartitionedLinear(LevelledModule):
         partition: str = "out",
         groups: int = 1,
         built_levels: Optional[int] = None,
+        rescale_core: bool = False,
     ):
         super().__init__(num_levels=len(small_ratios) + 1, built_levels=built_levels)
         if partition not in ("out", "in"):
@@ -50,6 +57,9 @@ class PartitionedLinear(LevelledModule):
         self.group_dim = dim // groups
         self.small_ratios = tuple(small_ratios)
         self.sizes = sizes_for_ratios(small_ratios, self.group_dim) + (self.group_dim,)
+        if rescale_core and groups == 1:
+            raise ValueError("rescale_core is for the per-head (grouped) query projection")
+        self.rescale_core = rescale_core
         steps = [n - n_prev for n_prev, n in zip((0,) + self.sizes[:-1], self.sizes)]
         blocks = steps[: self.built_levels]
         if partition == "out":
@@ -78,7 +88,8 @@ class PartitionedLinear(LevelledModule):
                 nn.init.zeros_(b)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, small_ratios, partition="out", groups=1, built_levels=None):
+    def from_linear(cls, linear: nn.Linear, small_ratios, partition="out", groups=1, built_levels=None,
+                    rescale_core=False):
         """A partitioned copy of ``linear``: at the full level it computes exactly what ``linear`` does."""
         layer = cls(
             linear.in_features,
@@ -88,6 +99,7 @@ class PartitionedLinear(LevelledModule):
             partition=partition,
             groups=groups,
             built_levels=built_levels,
+            rescale_core=rescale_core,
         ).to(linear.weight)
         with torch.no_grad():
             for block, part in zip(layer.weight_blocks, layer._split(linear.weight)):
@@ -135,6 +147,8 @@ class PartitionedLinear(LevelledModule):
         y = F.linear(x, weight, bias)  # fc1: (..., n_l); fc2: (..., out); q/k: (..., H * n_l)
         if self.groups > 1 and level < self.num_levels:
             n = self.sizes[level - 1]
+            if self.rescale_core:
+                y = y * math.sqrt(self.group_dim / n)
             # (..., H * n) -> (..., H, n) -> zero-padded (..., H, head_dim) -> (..., H * head_dim)
             y = F.pad(y.unflatten(-1, (self.groups, n)), (0, self.group_dim - n)).flatten(-2)
         return y
@@ -160,5 +174,6 @@ class PartitionedLinear(LevelledModule):
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"partition={self.partition}, groups={self.groups}, sizes={self.sizes}, "
+            + ("rescale_core=True, " if self.rescale_core else "") +
             f"level={self.level}/{self.num_levels}, built={self.built_levels}"
         )

@@ -8,6 +8,11 @@ so after training it merges into a plain full-rank layer with weight ``W + V U``
 Nested cores (ATS sec. 3, "hierarchy") take a list of increasing ratios r_1 < ... < r_{L-1}: level l
 uses the first k_l rows of U and columns of V. Each level's new rows/columns are a separate parameter
 (``U[i]``, ``V[i]``), so an optimizer can leave a whole level, and its state, untouched.
+
+Initialisation (the paper does not say): ``xavier`` gives U and V fairseq's xavier_uniform_ each, so the
+entries of V U have variance k var(V) var(U) = 4k / ((k + in)(k + out)), well below a dense layer's
+2 / (in + out) (about 3x smaller in std for in = out = 256, k = 8); ``dense`` scales U and V alike so
+that V U starts with the variance of a xavier-initialised dense layer.
 """
 from typing import Optional, Sequence
 
@@ -26,8 +31,12 @@ class PartitionedRankLinear(LevelledModule):
         bias: bool = True,
         small_ratios: Sequence[float] = (0.25,),
         built_levels: Optional[int] = None,
+        init: str = "xavier",
     ):
         super().__init__(num_levels=len(small_ratios) + 1, built_levels=built_levels)
+        if init not in ("xavier", "dense"):
+            raise ValueError(f"--low-rank-init must be xavier or dense, got {init!r}")
+        self.init = init
         self.in_features = in_features
         self.out_features = out_features
         self.small_ratios = tuple(small_ratios)
@@ -51,11 +60,19 @@ class PartitionedRankLinear(LevelledModule):
         # fairseq's Transformer initialises its linear layers with xavier_uniform_ and zero bias.
         for p in list(self.U) + list(self.V) + ([self.W] if self.W is not None else []):
             nn.init.xavier_uniform_(p)
+        if self.init == "dense" and len(self.U):
+            k = self.ranks[-1]
+            var_u, var_v = 2 / (k + self.in_features), 2 / (self.out_features + k)  # xavier's variances
+            target = 2 / (self.in_features + self.out_features)  # a dense xavier layer's
+            scale = (target / (k * var_u * var_v)) ** 0.25  # U and V alike: var(V U) = scale^4 k var_u var_v
+            with torch.no_grad():
+                for p in list(self.U) + list(self.V):
+                    p.mul_(scale)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, small_ratios, built_levels=None):
+    def from_linear(cls, linear: nn.Linear, small_ratios, built_levels=None, init="xavier"):
         """W and b copy ``linear`` (so the extension starts as the layer it replaces); U, V are new."""
         layer = cls(
             linear.in_features,
@@ -63,6 +80,7 @@ class PartitionedRankLinear(LevelledModule):
             bias=linear.bias is not None,
             small_ratios=small_ratios,
             built_levels=built_levels,
+            init=init,
         ).to(linear.weight)
         with torch.no_grad():
             if layer.W is not None:

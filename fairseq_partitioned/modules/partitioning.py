@@ -19,6 +19,10 @@ logger = logging.getLogger(__name__)
 MODULE_KINDS = ("PartitionedLinear", "PartitionedRankLinear")
 
 
+LOW_RANK_INITS = ("xavier", "dense")
+CORE_ATTENTION_SCALES = ("full", "core")
+
+
 @dataclass(frozen=True)
 class PartitionSpec:
     """How a model is partitioned; saved in every checkpoint (task state) and checked on load."""
@@ -26,6 +30,8 @@ class PartitionSpec:
     module_name: str
     small_ratios: Tuple[float, ...]
     built_levels: int
+    low_rank_init: str = "xavier"  # PartitionedRankLinear: U, V xavier each, or scaled to a dense layer's V U
+    core_attention_scale: str = "full"  # PartitionedLinear: a core head's q.k scaled by 1/sqrt of the full or its own width
 
     @property
     def num_levels(self) -> int:
@@ -36,25 +42,34 @@ class PartitionSpec:
             "module_name": self.module_name,
             "small_ratios": list(self.small_ratios),
             "built_levels": self.built_levels,
+            "low_rank_init": self.low_rank_init,
+            "core_attention_scale": self.core_attention_scale,
         }
 
     @classmethod
     def from_dict(cls, d: Dict) -> "PartitionSpec":
-        return cls(d["module_name"], tuple(float(r) for r in d["small_ratios"]), int(d["built_levels"]))
+        # checkpoints of version 0.1 hold neither choice: they had the defaults
+        return cls(d["module_name"], tuple(float(r) for r in d["small_ratios"]), int(d["built_levels"]),
+                   d.get("low_rank_init", "xavier"), d.get("core_attention_scale", "full"))
 
     def describe(self) -> str:
         ratios = ",".join(f"{r:g}" for r in self.small_ratios)
+        choices = "".join(
+            f" --{flag.replace('_', '-')} {value}" for flag, value, default in (
+                ("low_rank_init", self.low_rank_init, "xavier"),
+                ("core_attention_scale", self.core_attention_scale, "full")) if value != default)
         return (
-            f"--partitioned-linear-module-name {self.module_name} --small-ratio {ratios} "
+            f"--partitioned-linear-module-name {self.module_name} --small-ratio {ratios}{choices} "
             f"(levels 1..{self.built_levels} of {self.num_levels})"
         )
 
 
-def _make(spec: PartitionSpec, linear: nn.Linear, partition="out", groups=1) -> LevelledModule:
+def _make(spec: PartitionSpec, linear: nn.Linear, partition="out", groups=1, query=False) -> LevelledModule:
     if spec.module_name == "PartitionedRankLinear":
-        return PartitionedRankLinear.from_linear(linear, spec.small_ratios, spec.built_levels)
+        return PartitionedRankLinear.from_linear(linear, spec.small_ratios, spec.built_levels, init=spec.low_rank_init)
     return PartitionedLinear.from_linear(
-        linear, spec.small_ratios, partition=partition, groups=groups, built_levels=spec.built_levels
+        linear, spec.small_ratios, partition=partition, groups=groups, built_levels=spec.built_levels,
+        rescale_core=query and spec.core_attention_scale == "core",
     )
 
 
@@ -79,7 +94,7 @@ def partition_model(model: nn.Module, spec: PartitionSpec) -> nn.Module:
                         f"{name}.{proj} is {type(linear).__name__}, not nn.Linear: quantization noise "
                         "(--quant-noise-pq) cannot be combined with a partitioned model"
                     )
-                setattr(module, proj, _make(spec, linear, "out", module.num_heads))
+                setattr(module, proj, _make(spec, linear, "out", module.num_heads, query=proj == "q_proj"))
             # fairseq's documented switch away from the fused torch attention, which reads
             # q_proj.weight directly; the partitioned projections must be called as modules.
             module._set_skip_embed_dim_check()

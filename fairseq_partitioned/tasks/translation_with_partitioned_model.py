@@ -25,6 +25,7 @@ from ..checkpoints import PLUGIN_KEYS, TASK_NAME, config_value
 from ..diagnostics import measure_alignment
 from ..methods import AlternatingTraining, GrowAndPrune, check_gap_config
 from ..modules import MODULE_KINDS
+from ..modules.partitioning import CORE_ATTENTION_SCALES, LOW_RANK_INITS
 from ..optim import find_partitioned_optimizer
 from ..optim.adam_for_partitioned_model import OPTIMIZER_NAME
 from ..pruning import BLOCK_SCORES, LAYOUTS
@@ -62,6 +63,16 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
     partitioned_linear_module_name: ChoiceEnum(list(MODULE_KINDS)) = field(
         default="PartitionedRankLinear",
         metadata={"help": "low-rank core (PartitionedRankLinear) or small-width core (PartitionedLinear)"},
+    )
+    low_rank_init: ChoiceEnum(list(LOW_RANK_INITS)) = field(
+        default="xavier",
+        metadata={"help": "PartitionedRankLinear: U and V xavier-initialised each (the product V U starts "
+                          "smaller than a dense layer), or scaled so that V U starts as a dense layer (dense)"},
+    )
+    core_attention_scale: ChoiceEnum(list(CORE_ATTENTION_SCALES)) = field(
+        default="full",
+        metadata={"help": "PartitionedLinear: a core attention head scales q.k by 1/sqrt of the full head's "
+                          "width (full) or of its own (core)"},
     )
     gradient_alignment_interval: int = field(
         default=0,
