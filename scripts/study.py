@@ -24,7 +24,7 @@ import console
 import study_design
 import study_report
 from pipeline import seed_list
-from study_design import ROWS, Budget, Job
+from study_design import CHOICES, ROWS, Budget, Job
 
 PROG = "study"
 
@@ -113,7 +113,9 @@ def main(argv=None):
                         help="updates between validations and checkpoints, scored on the valid split (default 250)")
     parser.add_argument("--train-to", type=int, default=0,
                         help=f"train the --rows further, to this many updates ({', '.join(study_design.EXTENSIBLE)})")
-    parser.add_argument("--rows", default=",".join(r.key for r in ROWS), help="comma-separated row keys")
+    parser.add_argument("--rows", default=",".join(r.key for r in ROWS),
+                        help=f"comma-separated row keys (default: the comparisons; also {', '.join(r.key for r in CHOICES)}: "
+                             "the choices the papers leave open, scored on the valid split only)")
     parser.add_argument("--parallel", type=int, default=2, help="commands at a time (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per command (default 1)")
     parser.add_argument("--dry-run", action="store_true", help="print every command, run nothing")

@@ -74,6 +74,7 @@ class Row:
     flags: Tuple[str, ...] = ()
     networks: Tuple[str, ...] = ("full",)
     claims: Dict[str, str] = field(default_factory=dict)  # network -> what the paper reports
+    varies: Optional[str] = None  # a choice the papers leave open: the row it varies, scored on valid only
 
 
 ATS_RANK = ("--partitioned-linear-module-name", "PartitionedRankLinear", "--small-ratio", RATIO)
@@ -97,8 +98,20 @@ ROWS: Tuple[Row, ...] = (
     Row("random-mask", "fixed random 90% mask", "plugin", ("--gap-sparsity", "0.9"), ("sparse",),
         {"sparse": "(no Transformer number; GaP sec. 1: fixed early masks are inferior)"}),
 )
-ROW = {row.key: row for row in ROWS}
-EXTENSIBLE = ("standard", "ats-rank", "core-rank", "ats-width", "core-width", "random-mask")  # one run, U free
+# The choices the papers leave open (README, "The study"), tried on the valid split only: never scored on test.
+CHOICES: Tuple[Row, ...] = (
+    Row("ats-rank-dense-init", "ATS, low-rank core, V U initialised as a dense layer", "plugin",
+        ATS_RANK + ("--alternate", "--low-rank-init", "dense"), ("full", "core"), varies="ats-rank"),
+    Row("core-rank-dense-init", "low-rank core alone, V U initialised as a dense layer", "plugin",
+        ATS_RANK + ("--max-level", "1", "--low-rank-init", "dense"), ("core",), varies="core-rank"),
+    Row("ats-width-core-scale", "ATS, small-width core, attention scaled by the core's width", "plugin",
+        ATS_WIDTH + ("--alternate", "--core-attention-scale", "core"), ("full", "core"), varies="ats-width"),
+    Row("core-width-core-scale", "small-width core alone, attention scaled by its width", "plugin",
+        ATS_WIDTH + ("--max-level", "1", "--core-attention-scale", "core"), ("core",), varies="core-width"),
+)
+ROW = {row.key: row for row in ROWS + CHOICES}
+EXTENSIBLE = ("standard", "ats-rank", "core-rank", "ats-width", "core-width", "random-mask") + tuple(
+    row.key for row in CHOICES)  # one run each, its length free
 
 
 @dataclass
@@ -178,7 +191,8 @@ def jobs(row: Row, seed: int, output: str, data: str, budget: Budget, length: Op
     task = "translation" if row.method == "vanilla" else PLUGIN_TASK
     at_u = training_updates(row, budget, budget.updates)
     for network in row.networks:
-        for updates, suffix in [(at_u, "")] + ([(length, f"-{length}")] if length != budget.updates else []):
+        tested = [] if row.varies else [(at_u, "")] + ([(length, f"-{length}")] if length != budget.updates else [])
+        for updates, suffix in tested:
             out.append(Job(f"{name}/test-{network}{suffix}",
                            generate(data, checkpoint_at(ckpt, updates), task, network, "test", 4, smoke),
                            os.path.join(d, f"generate-{network}{suffix}.txt"), [trained]))

@@ -129,10 +129,35 @@ def markdown_table(header: List[str], rows: List[List[str]]) -> str:
                      + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def valid_at(output: str, row: Row, seeds: List[int], network: str, updates: int) -> Tuple[str, str]:
+    """Mean valid loss and valid BLEU (greedy) over the seeds at ``updates`` (the training's count)."""
+    losses = [dict(valid_losses(output, row, s, network)).get(updates) for s in seeds]
+    bleus = [dict(valid_bleus(output, row, s, network)).get(updates) for s in seeds]
+    fmt = lambda values, f: f"{statistics.mean(values):{f}}" if values else "-"  # noqa: E731
+    return fmt([v for v in losses if v is not None], ".3f"), fmt([v for v in bleus if v is not None], ".2f")
+
+
+def choices_table(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> str:
+    """Each choice the papers leave open next to the default it varies, on the valid split at U."""
+    lines = []
+    for row in rows:
+        if not row.varies:
+            continue
+        default = study_design.ROW[row.varies]
+        for network in row.networks:
+            ours = valid_at(output, row, seeds, network, budget.updates)
+            theirs = valid_at(output, default, seeds, network, budget.updates)
+            lines.append([row.label, network, *ours, *theirs])
+    header = ["choice", "network", "valid loss", "valid BLEU", "default: valid loss", "default: valid BLEU"]
+    return markdown_table(header, lines) if lines else ""
+
+
 def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> List[str]:
-    text, points = table(output, rows, seeds)
+    tested = [row for row in rows if not row.varies]
+    text, points = table(output, tested, seeds)
+    choices = choices_table(output, rows, seeds, budget)
     further = [[row.label, network, f"{updates}", _mean_std(values), f"{len(values)}"]
-               for row in rows for network in row.networks
+               for row in tested for network in row.networks
                for updates, values in sorted(trained_further(output, row, seeds, network).items())]
     invocations = read_invocations(output)
     steps, per_step, finetune = budget.cgap()
@@ -150,6 +175,9 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
         text,
         "",
     ]
+    if choices:
+        lines += [f"Choices the papers leave open, on the valid split only (at update {budget.updates}; greedy "
+                  "BLEU; mean over the seeds; never scored on the test split):", "", choices, ""]
     if further:
         lines += ["Trained further (the same runs, the same rule: the test BLEU of the checkpoint at that update):",
                   "", markdown_table(["row", "network", "updates", "test BLEU", "seeds"], further), ""]
