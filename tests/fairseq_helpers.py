@@ -110,3 +110,15 @@ def hypotheses(generate_output: str) -> List[str]:
 
 def load_checkpoint(path: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def assert_one_line_error(result, prog: str, *fragments: str):
+    """A script's failure (a subprocess result): exit status 1 and one line ``PROG: error: ...`` on stderr
+    that holds every fragment."""
+    assert result.returncode == 1, result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message, message
+    assert message.startswith(f"{prog}: error: "), message
+    for fragment in fragments:
+        assert fragment in message, message
+

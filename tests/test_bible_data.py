@@ -15,6 +15,8 @@ import sys
 
 import pytest
 
+from fairseq_helpers import assert_one_line_error
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_PREP = os.path.join(ROOT, "data-prep")
 sys.path.insert(0, DATA_PREP)
@@ -37,15 +39,6 @@ def run(script, *args, env=None):
 
 def corpus_lines(name):
     return common.read_lines(os.path.join(CORPUS, name))
-
-
-def assert_one_line_error(result, prog, *fragments):
-    assert result.returncode == 1, result.stderr
-    message = result.stderr.strip()
-    assert "\n" not in message and "Traceback" not in message, message
-    assert message.startswith(f"{prog}: error: "), message
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ import tarfile
 
 import pytest
 
+from fairseq_helpers import assert_one_line_error
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_PREP = os.path.join(ROOT, "data-prep")
 sys.path.insert(0, DATA_PREP)
@@ -41,15 +43,6 @@ def sample_segments(name, lang, n=None):
     """Raw (untokenized) segments of one shipped XML file."""
     segs = moses.xml_segments(common.iter_lines(os.path.join(XML_DIR, f"{name}.de-en.{lang}.xml")))
     return segs[:n] if n else segs
-
-
-def assert_one_line_error(result, prog, *fragments):
-    assert result.returncode == 1
-    message = result.stderr.strip()
-    assert "\n" not in message and "Traceback" not in message, message
-    assert message.startswith(f"{prog}: error: "), message
-    for fragment in fragments:
-        assert fragment in message, message
 
 
 # ------------------------------------------------------------------- the bundled sample
