@@ -29,12 +29,12 @@ from study_design import CHOICES, ROWS, Budget, Job
 PROG = "study"
 
 
-def prepare_data(output: str, limit: int = 0) -> str:
+def prepare_data(output: str, limit: int = 0, prog: str = PROG) -> str:
     data = os.path.join(output, "data-bin")
     if not os.path.isfile(os.path.join(data, f"dict.{study_design.TGT}.txt")):
         argv = [sys.executable, os.path.join(study_design.ROOT, "data-prep", "prepare_bible.py"),
                 "--output", os.path.join(output, "text"), "--binarize", data]
-        console.run_logged(PROG, f"preparing the Bible corpus into {data}", argv + (["--limit", str(limit)] if limit else []),
+        console.run_logged(prog, f"preparing the Bible corpus into {data}", argv + (["--limit", str(limit)] if limit else []),
                            os.path.join(output, "prepare.log"))
     return data
 
@@ -47,12 +47,12 @@ def _updates_done(log: str) -> int:
     return int(found[-1]) if found else 0
 
 
-def run_jobs(jobs: List[Job], parallel: int, threads: int):
+def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str = PROG):
     """Run the jobs, ``parallel`` at a time, each after the jobs it needs; skip the done ones."""
     done = {j.name for j in jobs if os.path.isfile(j.marker)}
     todo = [j for j in jobs if j.name not in done]
     total = len(todo)
-    print(f"{PROG}: {len(done)} of {len(jobs)} commands already done, {total} to run, {parallel} at a time", flush=True)
+    print(f"{prog}: {len(done)} of {len(jobs)} commands already done, {total} to run, {parallel} at a time", flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     env["PYTHONWARNINGS"] = "ignore::DeprecationWarning,ignore::FutureWarning,ignore::UserWarning"
     running: Dict[str, tuple] = {}
@@ -67,11 +67,11 @@ def run_jobs(jobs: List[Job], parallel: int, threads: int):
                 for other, (_, p, f, _) in running.items():
                     p.terminate()
                 print(console.log_tail(job.log), end="", file=sys.stderr)
-                console.fail(PROG, f"{name} failed (exit {proc.returncode}), log: {job.log}")
+                console.fail(prog, f"{name} failed (exit {proc.returncode}), log: {job.log}")
             open(job.marker, "w").close()
             done.add(name)
             finished += 1
-            print(f"{PROG}: [{finished}/{total}] {name} done in {_minutes(time.time() - t0)} "
+            print(f"{prog}: [{finished}/{total}] {name} done in {_minutes(time.time() - t0)} "
                   f"(study {_minutes(time.time() - start)})", flush=True)
         ready = [j for j in todo if all(n in done for n in j.needs)]
         while ready and len(running) < parallel:
@@ -82,19 +82,19 @@ def run_jobs(jobs: List[Job], parallel: int, threads: int):
             try:
                 argv = [sys.executable, *study_design.resolve(job.argv)]
             except FileNotFoundError as e:
-                console.fail(PROG, f"{job.name}: {e}")
-            log.write(f"# {PROG}: {' '.join(argv)}\n")
+                console.fail(prog, f"{job.name}: {e}")
+            log.write(f"# {prog}: {' '.join(argv)}\n")
             log.flush()
             running[job.name] = (job, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log,
                                  time.time())
-            print(f"{PROG}: started {job.name}", flush=True)
+            print(f"{prog}: started {job.name}", flush=True)
         if todo and not running:
-            console.fail(PROG, f"{todo[0].name} waits for a job that is not in this study")
+            console.fail(prog, f"{todo[0].name} waits for a job that is not in this study")
         if time.time() - last_status > 300 and running:
             last_status = time.time()
             states = [f"{n} {_updates_done(j.log)}/{j.updates} updates" if j.updates else n
                       for n, (j, _, _, _) in running.items()]
-            print(f"{PROG}: running: {'; '.join(states)}", flush=True)
+            print(f"{prog}: running: {'; '.join(states)}", flush=True)
         time.sleep(1)
 
 
@@ -126,7 +126,8 @@ def main(argv=None):
     unknown = [r for r in rows if r not in study_design.ROW]
     if unknown:
         console.fail(PROG, f"--rows: unknown row {unknown[0]!r}; rows: {', '.join(study_design.ROW)}")
-    budget = Budget(args.updates, max_tokens=args.max_tokens, interval=args.interval)
+    budget = Budget(args.updates, model=study_design.SMOKE_MODEL if args.smoke else study_design.MODEL,
+                    max_tokens=args.max_tokens, interval=args.interval)
     if args.parallel < 1 or args.threads < 1 or args.interval < 1:
         console.fail(PROG, "--parallel, --threads and --interval must be >= 1")
     if budget.cgap()[1] < 1 or args.updates % args.interval or budget.dense_updates() % args.interval:

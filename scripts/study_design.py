@@ -32,21 +32,24 @@ PLUGIN_TASK = "translation_with_partitioned_model"
 SRC, TGT = "en", "es"
 RATIO = "0.03125"  # r = 1/32: ATS Table 3's r for both core kinds
 
-MODEL = ("--arch", "transformer", "--encoder-layers", "3", "--decoder-layers", "3",
-         "--encoder-embed-dim", "256", "--decoder-embed-dim", "256",
-         "--encoder-ffn-embed-dim", "1024", "--decoder-ffn-embed-dim", "1024",
-         "--encoder-attention-heads", "4", "--decoder-attention-heads", "4",
-         "--encoder-normalize-before", "--decoder-normalize-before", "--share-all-embeddings")
-SMOKE_MODEL = ("--arch", "transformer", "--encoder-layers", "3", "--decoder-layers", "3",
-               "--encoder-embed-dim", "64", "--decoder-embed-dim", "64",
-               "--encoder-ffn-embed-dim", "128", "--decoder-ffn-embed-dim", "128",
-               "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
-               "--encoder-normalize-before", "--decoder-normalize-before", "--share-all-embeddings")
+def model(dim: int, ffn: int, heads: int) -> Tuple[str, ...]:
+    """The study's Transformer: 3+3 layers, pre-norm, shared embeddings (a joined dictionary), this width."""
+    shape = []
+    for side in ("encoder", "decoder"):
+        shape += [f"--{side}-embed-dim", str(dim), f"--{side}-ffn-embed-dim", str(ffn), f"--{side}-attention-heads",
+                  str(heads)]
+    return ("--arch", "transformer", "--encoder-layers", "3", "--decoder-layers", "3", *shape,
+            "--encoder-normalize-before", "--decoder-normalize-before", "--share-all-embeddings")
+
+
+MODEL = model(256, 1024, 4)
+SMOKE_MODEL = model(64, 128, 2)
 
 
 @dataclass(frozen=True)
 class Budget:
     updates: int  # U: every row's number of updates, where the table is read
+    model: Tuple[str, ...] = MODEL
     max_tokens: int = 2048
     lr: float = 0.0015
     warmup_updates: int = 150  # fixed, not a share of U: a run trained further follows the same trajectory
@@ -138,7 +141,7 @@ def _training(data: str, task: str, smoke: bool, budget: Budget, updates: Option
               scheduler=("--lr-scheduler", "inverse_sqrt"), warmup: Optional[int] = None) -> List[str]:
     optimizer = "adam_for_partitioned_model" if task == PLUGIN_TASK else "adam"
     argv = ["-m", "fairseq_cli.train", data, "--user-dir", PLUGIN, "--task", task,
-            *(SMOKE_MODEL if smoke else MODEL), "--dropout", "0.1",
+            *budget.model, "--dropout", "0.1",
             "--optimizer", optimizer, "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-09", "--weight-decay", "0.0001",
             "--lr", str(budget.lr), *scheduler, "--warmup-updates", str(warmup or budget.warmup_updates),
             "--warmup-init-lr", "1e-07", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
@@ -152,9 +155,10 @@ def _training(data: str, task: str, smoke: bool, budget: Budget, updates: Option
 
 
 def jobs(row: Row, seed: int, output: str, data: str, budget: Budget, length: Optional[int] = None,
-         smoke: bool = False) -> List[Job]:
+         smoke: bool = False, curves: bool = True) -> List[Job]:
     """The commands of one row and seed: training(s), then the translations it is scored by: the test
-    split at U (and at ``length``, when the row is trained further), the valid split along the way."""
+    split at U (and at ``length``, when the row is trained further), the valid split along the way
+    (``curves``)."""
     length = length or budget.updates
     if length != budget.updates and row.key not in EXTENSIBLE:
         raise ValueError(f"{row.key} cannot be trained beyond --updates (its schedule is a share of U)")
@@ -196,7 +200,9 @@ def jobs(row: Row, seed: int, output: str, data: str, budget: Budget, length: Op
             out.append(Job(f"{name}/test-{network}{suffix}",
                            generate(data, checkpoint_at(ckpt, updates), task, network, "test", 4, smoke),
                            os.path.join(d, f"generate-{network}{suffix}.txt"), [trained]))
-        for updates in curve_updates(row, budget, length):
+        # a choice the papers leave open is compared at U only (the valid loss curve comes with its log)
+        points = [] if not curves else [at_u] if row.varies else curve_updates(row, budget, length)
+        for updates in points:
             out.append(Job(f"{name}/valid-{network}-{updates}",
                            generate(data, checkpoint_at(ckpt, updates), task, network, "valid", 1, smoke),
                            os.path.join(d, f"valid-{network}-{updates}.txt"), [trained]))
