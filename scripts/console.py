@@ -5,6 +5,7 @@ message`` as the last line of a failure (after the tail of the log that explains
 plain-text columns.
 """
 import collections
+import logging
 import os
 import shlex
 import subprocess
@@ -12,6 +13,8 @@ import sys
 from typing import Optional, Sequence
 
 LOG_TAIL_LINES = 40
+# fairseq's import tells everyone, at INFO, to install tensorboardX (used by none of these scripts)
+logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
 
 def fail(prog: str, message: str):

@@ -61,10 +61,10 @@ def main():
     print(format_table(["network", "parameters", "test BLEU"],
                        [[name, f"{params[key]:,}", f"{bleu[key]:.2f}"] for name, key in table]))
     gap = bleu["ats-rank", "core"] - bleu["core-rank", "core"]
-    print(f"At {args.updates} updates the core trained with ATS is {abs(gap):.2f} BLEU "
-          f"{'above' if gap > 0 else 'below'} the same core trained alone, and the full network that comes "
-          f"with it is at {bleu['ats-rank', 'full']:.2f} BLEU; early in training, on one seed: the README's "
-          "study compares them at 1,500 updates and over training.")
+    where = "level with" if abs(gap) < 0.005 else f"{abs(gap):.2f} BLEU {'above' if gap > 0 else 'below'}"
+    print(f"At {args.updates} updates the core trained with ATS is {where} the same core trained alone, and the "
+          f"full network that comes with it is at {bleu['ats-rank', 'full']:.2f} BLEU (one seed, early in "
+          "training: the README's study compares them at 1,500 updates, with seeds, and over training).")
     print(f"(tokenized BLEU-4 of the lowercased test split, BPE removed; logs and checkpoints in {workdir})")
 
 
