@@ -118,6 +118,8 @@ def main(argv=None):
                              "the choices the papers leave open, scored on the valid split only)")
     parser.add_argument("--parallel", type=int, default=2, help="commands at a time (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per command (default 1)")
+    parser.add_argument("--no-curves", action="store_true",
+                        help="score only the test split at U (no valid-split translations along the way)")
     parser.add_argument("--dry-run", action="store_true", help="print every command, run nothing")
     parser.add_argument("--report-only", action="store_true", help="write the table and figures, run nothing")
     parser.add_argument("--smoke", action="store_true", help="a tiny model on 200 pairs per split (tests)")
@@ -139,7 +141,8 @@ def main(argv=None):
     data = os.path.join(output, "data-bin")
     try:
         jobs = [j for row in rows for seed in args.seeds
-                for j in study_design.jobs(study_design.ROW[row], seed, output, data, budget, args.train_to, args.smoke)]
+                for j in study_design.jobs(study_design.ROW[row], seed, output, data, budget, args.train_to, args.smoke,
+                                           curves=not args.no_curves)]
     except ValueError as e:
         console.fail(PROG, f"--train-to: {e}")
     if args.dry_run:
