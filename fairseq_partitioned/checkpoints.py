@@ -117,18 +117,21 @@ def sparse_counts(model_state: Dict[str, torch.Tensor]) -> Dict[str, int]:
 
 
 def parameter_counts(state: dict) -> Dict[str, int]:
-    """Parameters of the networks a checkpoint holds: ``core`` and ``full`` (ATS: the full network
-    counted as the standard Transformer it converts to), ``sparse`` (GaP: nonzero weights), or, for a
-    plain fairseq checkpoint, ``full`` counted from its tensors (tied tensors once)."""
+    """Parameters of the networks a checkpoint holds, as its task state records them: ``core`` and
+    ``full`` (ATS: the full network counted as the standard Transformer it converts to), ``sparse``
+    (GaP: the weights its masks keep). A checkpoint without them (plain fairseq: ``full``; a GaP one
+    of version 0.1: ``sparse``) is counted from its tensors (tied tensors once)."""
     counts = task_state(state).get("counts")
     if counts is not None:
         return dict(counts)
+    if masks(state["model"]):
+        return sparse_counts(state["model"])
     return {"full": count_tensors(state["model"])}
 
 
-def count_tensors(model_state: Dict[str, torch.Tensor], nonzero: bool = False) -> int:
+def count_tensors(model_state: Dict[str, torch.Tensor]) -> int:
     """Parameters in a model state (tied tensors once; masks, GaP state and fairseq's version buffers
-    are not parameters); ``nonzero``: only the nonzero ones."""
+    are not parameters)."""
     seen, total = set(), 0
     for name, value in model_state.items():
         if not torch.is_tensor(value) or not value.is_floating_point():
@@ -139,7 +142,7 @@ def count_tensors(model_state: Dict[str, torch.Tensor], nonzero: bool = False) -
         if key in seen:
             continue
         seen.add(key)
-        total += int(torch.count_nonzero(value)) if nonzero else value.numel()
+        total += value.numel()
     return total
 
 
