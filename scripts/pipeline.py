@@ -163,7 +163,10 @@ def _flag_values(flags) -> Dict[str, str]:
 
 # ------------------------------------------------------------------------------------------- steps
 
-RESET = ["--reset-optimizer", "--reset-lr-scheduler", "--reset-dataloader", "--reset-meters"]
+def start_from(checkpoint: str) -> List[str]:
+    """Start a training from another run's checkpoint (its model and task state; a fresh optimizer, learning
+    rate, data order and meters), once: relaunched, fairseq-train resumes from its own checkpoint_last.pt."""
+    return ["--finetune-from-model", checkpoint]
 
 
 @dataclass
@@ -198,7 +201,7 @@ def steps(run, seed: int, data: str, output_dir: str, smoke: bool, pgap_parallel
                 if flag in values:
                     prune += [option, values[flag]]
             out.append(Step("prune", prune + ["--output", pruned], os.path.join(d, "prune.log")))
-            train += RESET + ["--restore-file", pruned]
+            train += start_from(pruned)
         out.append(Step("train", train, train_log))
     recipe = RECIPES[run.dataset]
     subset = SMOKE_GEN_SUBSET if smoke else DATASETS[run.dataset].gen_subset
@@ -243,7 +246,7 @@ def _gap_as_the_official_code(run, seed: int, data: str, d: str, smoke: bool, pg
             argv = ["fairseq-train", *base, "--gap-grow-step", str(step), *step_length, "--save-dir", save,
                     "--no-epoch-checkpoints", "--disable-validation"]
             if previous is not None:
-                argv += RESET + ["--restore-file", previous]
+                argv += start_from(previous)
             out.append(Step(f"train-step{step}", argv, os.path.join(d, f"train-step{step}.log")))
             previous = os.path.join(save, "checkpoint_last.pt")
             if step > 0 and step % kappa == 0:  # a round ends: its partition grown first is dense again
@@ -252,7 +255,7 @@ def _gap_as_the_official_code(run, seed: int, data: str, d: str, smoke: bool, pg
     for r, start in round_ends:
         save = os.path.join(ckpt, f"finetune{r}")
         argv = ["fairseq-train", *base, *finetune_length, "--save-dir", save, "--no-epoch-checkpoints",
-                *RESET, "--restore-file", start]
+                *start_from(start)]
         out.append(Step(f"finetune-round{r}", argv, os.path.join(d, f"finetune-round{r}.log")))
         finetuned.append(os.path.join(save, "checkpoint_best.pt"))
     out.append(Step("select", ["select-best", *finetuned, "--output", os.path.join(ckpt, "checkpoint_best.pt")],

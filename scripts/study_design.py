@@ -176,8 +176,7 @@ def jobs(row: Row, seed: int, output: str, data: str, budget: Budget, length: Op
                                          "--output", pruned], os.path.join(d, "prune.log"), [f"{name}/dense"]))
         finetune = budget.updates - budget.dense_updates()
         train = _training(data, PLUGIN_TASK, smoke, budget, finetune, seed, ckpt)
-        train += [*row.flags, "--restore-file", pruned, "--reset-optimizer", "--reset-lr-scheduler",
-                  "--reset-dataloader", "--reset-meters"]
+        train += [*row.flags, "--finetune-from-model", pruned]  # a restart resumes from checkpoint_last.pt
         out.append(Job(f"{name}/train", train, os.path.join(d, "train.log"), [f"{name}/prune"], updates=finetune))
     elif row.key == "cgap":  # K N + N' = U; the learning rate restarts at every step (GaP appendix B)
         steps, per_step, finetune = budget.cgap()

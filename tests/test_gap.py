@@ -261,12 +261,16 @@ def test_prune_from_dense_finetune_export_and_plain_generate(data_dir, tmp_path)
     prune_checkpoint(os.path.join(dense, "checkpoint_last.pt"), 0.8, pruned)
     rows = sparsity_rows(pruned)
     assert rows[-1].name == "total" and abs(rows[-1].sparsity - 0.8) < 1e-3
-    h.train_translation_model(
-        data_dir, ["--gap-sparsity", "0.8", "--restore-file", pruned, "--reset-optimizer",
-                   "--reset-lr-scheduler", "--reset-dataloader", "--reset-meters"], save_dir=tuned)
+    finetune = ["--gap-sparsity", "0.8", "--finetune-from-model", pruned]
+    h.train_translation_model(data_dir, finetune, save_dir=tuned)
     ckpt = os.path.join(tuned, "checkpoint_last.pt")
-    state = h.load_checkpoint(ckpt)
+    first_updates = h.load_checkpoint(ckpt)["optimizer_history"][-1]["num_updates"]
     before = _masks(h.load_checkpoint(pruned))
+    os.rename(pruned, pruned + ".away")  # a second launch resumes the fine-tune: it needs checkpoint_last.pt only
+    h.train_translation_model(data_dir, finetune + ["--max-epoch", "2"], save_dir=tuned)
+    os.rename(pruned + ".away", pruned)
+    state = h.load_checkpoint(ckpt)
+    assert state["optimizer_history"][-1]["num_updates"] == 2 * first_updates
     for name, mask in _masks(state).items():
         assert torch.equal(mask, before[name])  # fine-tuned with the pruned masks, fixed
     _assert_masked_weights_are_zero(state)

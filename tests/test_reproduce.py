@@ -93,15 +93,15 @@ def test_dry_run_gap_table_4(capsys):
     assert len(steps) == 3 * 2 * (31 + 61)  # seeds x sparsities x (1 + 10 x kappa steps, kappa = 3, 6)
     assert all("--max-epoch 10" in c and "--lr-scheduler inverse_sqrt" in c for c in steps)
     first = [c for c in steps if "--gap-grow-step 0 " in c]
-    assert len(first) == 3 * 4 and not any("--restore-file" in c for c in first)
+    assert len(first) == 3 * 4 and not any("--finetune-from-model" in c for c in first)
     later = [c for c in steps if "--gap-grow-step 0 " not in c]
-    assert all("--reset-optimizer --reset-lr-scheduler --reset-dataloader --reset-meters" in c for c in later)
+    assert all("--finetune-from-model " in c and "--reset-" not in c for c in later)  # a relaunch resumes
     assert "--gap-grow-step 30 " in out and "--gap-grow-step 60 " in out and "--gap-grow-step 61 " not in out
     finetunes = [c for c in train if "/finetune" in c and "--save-dir" in c]
     assert len(finetunes) == 3 * 8 * 10  # seeds x (C-GaP and P-GaP at 2 sparsities and 2 kappas) x rounds
-    assert all("--max-epoch 40" in c and "--reset-optimizer" in c for c in finetunes)
-    assert any("--restore-file runs/gap-cgap-s0.9-k3/seed1/checkpoints/step3/checkpoint_last.pt" in c for c in finetunes)
-    assert any("--restore-file runs/gap-cgap-s0.9-k6/seed1/checkpoints/step6/checkpoint_last.pt" in c for c in finetunes)
+    assert all("--max-epoch 40" in c and "--finetune-from-model" in c for c in finetunes)
+    assert any("--finetune-from-model runs/gap-cgap-s0.9-k3/seed1/checkpoints/step3/checkpoint_last.pt" in c for c in finetunes)
+    assert any("--finetune-from-model runs/gap-cgap-s0.9-k6/seed1/checkpoints/step6/checkpoint_last.pt" in c for c in finetunes)
     select = commands(out, "select-best")
     assert len(select) == 3 * 8 and all(c.count("checkpoint_best.pt") == 11 for c in select)
     pgap = commands(out, "fairseq-partitioned-pgap")
@@ -113,7 +113,7 @@ def test_dry_run_gap_table_4(capsys):
     dense = [c for c in train if "--task translation " in c]
     assert len(dense) == 3 and all("--optimizer adam " in c and "--max-epoch 40" in c for c in dense)
     pruned = [c for c in train if "pruned.pt" in c]
-    assert len(pruned) == 6 and all("--reset-optimizer" in c and "--max-epoch 40" in c for c in pruned)
+    assert len(pruned) == 6 and all("--finetune-from-model" in c and "--max-epoch 40" in c for c in pruned)
     # the dense pretrain is trained once per seed and comes before the prunes that read it
     assert out.index("## gap-dense, seed 1") < out.index("## gap-prune-s0.8, seed 1")
 
@@ -157,7 +157,7 @@ def test_fairseq_parses_one_command_of_each_kind(capsys):
     for cmd in commands(out) + commands(out, "fairseq-partitioned-pgap"):
         argv = shlex.split(cmd.split(" > ")[0])
         argv = argv[argv.index("--") + 1:] if argv[0] == "fairseq-partitioned-pgap" else argv[1:]
-        key = (argv[0], "--alternate" in argv, "--max-level" in argv, "--restore-file" in argv,
+        key = (argv[0], "--alternate" in argv, "--max-level" in argv, "--finetune-from-model" in argv,
                "--task" in argv and argv[argv.index("--task") + 1], cmd.startswith("fairseq-partitioned-pgap"))
         seen.setdefault(key, argv)
     assert len(seen) >= 8

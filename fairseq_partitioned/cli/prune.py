@@ -8,7 +8,10 @@ the target sparsity. The output is a checkpoint of ``translation_with_partitione
 GaP masks; fine-tune it with fixed masks:
 
     fairseq-train ... --task translation_with_partitioned_model --gap-sparsity 0.9 \\
-        --restore-file PRUNED.pt --reset-optimizer --reset-lr-scheduler --reset-dataloader --reset-meters
+        --finetune-from-model PRUNED.pt
+
+(``--finetune-from-model``: a relaunched fine-tune resumes from its own checkpoint_last.pt; ``--restore-file
+PRUNED.pt`` with the four ``--reset-*`` flags trains the same but starts over from PRUNED.pt when relaunched.)
 """
 import argparse
 import sys
