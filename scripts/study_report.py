@@ -56,7 +56,8 @@ def parameters(output: str, row: Row, seeds: List[int], network: str) -> Optiona
 
 def valid_losses(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
     """(update, valid loss in bits) of every validation in the training's JSON log."""
-    key = "valid_core_loss" if network == "core" else "valid_loss"
+    # an ATS run logs its core's validation as valid_core_loss; a core trained alone is the run's only network
+    key = "valid_core_loss" if network == "core" and "full" in row.networks else "valid_loss"
     points = []
     log = os.path.join(study_design.run_dir(output, row.key, seed), "train.log")
     if not os.path.isfile(log):

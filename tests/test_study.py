@@ -42,6 +42,15 @@ def test_every_row_is_trained_scored_and_reported(study):
     assert os.path.isfile(os.path.join(study, "ats-rank-dense-init", "seed1", "valid-core-16.txt"))
     for figure in ("study.png", "curves.png"):
         assert os.path.getsize(os.path.join(study, figure)) > 0
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import study_design
+    import study_report
+
+    for row, network in (("ats-rank", "full"), ("ats-rank", "core"), ("core-rank", "core"), ("cgap", "sparse")):
+        losses = study_report.valid_losses(study, study_design.ROW[row], 1, network)
+        assert [u for u, _ in losses][-1] == 16 and all(0 < loss < 20 for _, loss in losses), (row, network)
+    ats_core, ats_full = (study_report.valid_losses(study, study_design.ROW["ats-rank"], 1, n) for n in ("core", "full"))
+    assert ats_core != ats_full
     invocation = json.load(open(os.path.join(study, "invocations.json")))[0]
     assert "--rows " + ROWS in invocation["command"] and invocation["seconds"] >= 0
 
