@@ -209,7 +209,7 @@ def _pyplot():
 
 def plot(path: str, points, budget: Budget) -> str:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     for row, network, params, mean, std in points:
         ax.errorbar(params, mean, yerr=std, fmt=MARKERS[network], color=COLORS.get(row.key, "C9"), capsize=3,
                     label=f"{row.label}: {network}")
@@ -218,8 +218,8 @@ def plot(path: str, points, budget: Budget) -> str:
     ax.set_ylabel("test BLEU")
     ax.set_title(f"BLEU against parameters, {budget.updates} updates each")
     ax.grid(True, alpha=0.3)
-    if points:
-        ax.legend(fontsize=7)
+    if points:  # beside the axes: inside, it hides points (the two ATS full networks sit at the right edge)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -241,8 +241,9 @@ def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Bu
         for network in row.networks:
             style = dict(color=COLORS.get(row.key, "C9"), marker=MARKERS[network], markersize=3,
                          linestyle="--" if network == "core" else "-", label=f"{row.label}: {network}")
-            loss = _mean_curve([valid_losses(output, row, s, network) for s in seeds])
-            bleu = _mean_curve([valid_bleus(output, row, s, network) for s in seeds])
+            shift = budget.updates - study_design.training_updates(row, budget, budget.updates)  # prune: its dense part
+            loss = [(u + shift, v) for u, v in _mean_curve([valid_losses(output, row, s, network) for s in seeds])]
+            bleu = [(u + shift, v) for u, v in _mean_curve([valid_bleus(output, row, s, network) for s in seeds])]
             if loss:
                 loss_ax.plot(*zip(*loss), **style)
             if bleu:
@@ -250,7 +251,7 @@ def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Bu
     loss_ax.set_ylabel("valid loss (bits, label-smoothed)")
     bleu_ax.set_ylabel("valid BLEU (greedy)")
     for ax in (loss_ax, bleu_ax):
-        ax.set_xlabel("updates (prune-from-dense: of its fine-tune)")
+        ax.set_xlabel(f"updates (prune-from-dense: dense to {budget.dense_updates()}, then pruned and fine-tuned)")
         ax.grid(True, alpha=0.3)
     bleu_ax.legend(fontsize=6)
     fig.tight_layout()
