@@ -80,11 +80,17 @@ def main(argv=None):
         os.makedirs(output, exist_ok=True)
         study_runner.prepare_data(output, PROG, limit=200 if args.smoke else 0)
         start = time.time()
-        study_runner.run_jobs(jobs, args.parallel, args.threads, prog=PROG)
+        invocation = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0, "finished": False,
+                      "command": "python scripts/study.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+
+        def record(finished=False):
+            study_report.record_invocation(output, dict(invocation, seconds=round(time.time() - start),
+                                                        finished=finished))
+
+        record()
+        study_runner.run_jobs(jobs, args.parallel, args.threads, prog=PROG, on_done=record)
         print(f"{PROG}: all commands done in {study_runner.minutes(time.time() - start)}", flush=True)
-        study_report.record_invocation(output, {
-            "date": time.strftime("%Y-%m-%d %H:%M"), "seconds": round(time.time() - start),
-            "command": "python scripts/study.py " + " ".join(argv if argv is not None else sys.argv[1:])})
+        record(finished=True)
     paths = study_report.write(output, [study_design.ROW[r] for r in rows], args.seeds, budget)
     print(f"{PROG}: wrote {', '.join(paths)}")
 

@@ -4,8 +4,8 @@ loss and valid BLEU against updates (curves.png), from the outputs of scripts/st
 Test BLEU: fairseq's tokenized BLEU-4 (lowercased, Moses-tokenized, BPE removed; generate_bleu.py) of the
 last checkpoint, beam 4. Parameters: as the checkpoint records them (the ATS full network counted as the
 standard Transformer it converts to; sparse models by the weights their masks keep). Valid loss: the
-``valid`` records of the training's JSON log (``loss`` of the full or sparse network, ``core_loss`` of
-an ATS core); valid BLEU: greedy translations of the valid split by the checkpoints saved along the way.
+``valid`` records of the training's JSON log (``loss`` of the full or sparse network and of a core trained
+alone, ``core_loss`` of an ATS core); valid BLEU: greedy translations of the valid split by the checkpoints saved along the way.
 """
 import glob
 import json
@@ -23,8 +23,12 @@ INVOCATIONS = "invocations.json"
 
 
 def record_invocation(output: str, entry: dict):
+    """Add the invocation to OUTPUT/invocations.json, or update it (the same ``date`` and ``command``): it is
+    recorded when it starts and after every command, so an interrupted one keeps its time so far."""
     path = os.path.join(output, INVOCATIONS)
-    entries = read_invocations(output) + [entry]
+    same = lambda e: (e["date"], e["command"]) == (entry["date"], entry["command"])  # noqa: E731
+    entries = [e for e in read_invocations(output) if not same(e)] + [entry]
+    entries.sort(key=lambda e: e["date"])
     with open(path + ".tmp", "w") as f:
         json.dump(entries, f, indent=2)
     os.replace(path + ".tmp", path)
@@ -184,7 +188,8 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
                   "", markdown_table(["row", "network", "updates", "test BLEU", "seeds"], further), ""]
     lines += ["Invocations (wall time on this machine):"]
     for inv in invocations:
-        lines.append(f"- {inv['date']}: `{inv['command']}`: {inv['seconds'] / 3600:.2f} h")
+        ended = "" if inv.get("finished", True) else " (interrupted: the time until its last finished command)"
+        lines.append(f"- {inv['date']}: `{inv['command']}`: {inv['seconds'] / 3600:.2f} h{ended}")
     path = os.path.join(output, "study.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import console
 import study_design
@@ -31,8 +31,9 @@ def _updates_done(log: str) -> int:
     return int(found[-1]) if found else 0
 
 
-def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str):
-    """Run the jobs, ``parallel`` at a time, each after the jobs it needs; skip the done ones."""
+def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_done: Callable[[], None] = lambda: None):
+    """Run the jobs, ``parallel`` at a time, each after the jobs it needs; skip the done ones. ``on_done``
+    is called after every job that finishes."""
     done = {j.name for j in jobs if os.path.isfile(j.marker)}
     todo = [j for j in jobs if j.name not in done]
     total = len(todo)
@@ -57,6 +58,7 @@ def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str):
             finished += 1
             print(f"{prog}: [{finished}/{total}] {name} done in {minutes(time.time() - t0)} "
                   f"(study {minutes(time.time() - start)})", flush=True)
+            on_done()
         ready = [j for j in todo if all(n in done for n in j.needs)]
         while ready and len(running) < parallel:
             job = ready.pop(0)

@@ -52,7 +52,7 @@ def test_every_row_is_trained_scored_and_reported(study):
     ats_core, ats_full = (study_report.valid_losses(study, study_design.ROW["ats-rank"], 1, n) for n in ("core", "full"))
     assert ats_core != ats_full
     invocation = json.load(open(os.path.join(study, "invocations.json")))[0]
-    assert "--rows " + ROWS in invocation["command"] and invocation["seconds"] >= 0
+    assert "--rows " + ROWS in invocation["command"] and invocation["seconds"] >= 0 and invocation["finished"]
 
 
 def test_a_second_invocation_resumes_and_a_run_trained_further_keeps_its_table(study):
