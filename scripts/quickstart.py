@@ -50,7 +50,6 @@ def main():
     print(f"{PROG}: training the two runs side by side, {args.updates} updates each (logs: "
           f"{workdir}/{{{','.join(ROWS)}}}/seed1/train.log), then translating the test split", flush=True)
     study_runner.run_jobs(jobs, parallel=2, threads=1, prog=PROG)
-    ats, alone = rows
     bleu = {(row.key, net): study_report.test_bleu(workdir, row, 1, net) for row in rows for net in row.networks}
     params = {(row.key, net): study_report.parameters(workdir, row, [1], net) for row in rows for net in row.networks}
     table = [["ATS core (alternating training)", ("ats-rank", "core")],

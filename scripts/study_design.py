@@ -26,6 +26,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from pipeline import start_from
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = os.path.join(ROOT, "fairseq_partitioned")
 PLUGIN_TASK = "translation_with_partitioned_model"
@@ -176,7 +178,7 @@ def jobs(row: Row, seed: int, output: str, data: str, budget: Budget, length: Op
                                          "--output", pruned], os.path.join(d, "prune.log"), [f"{name}/dense"]))
         finetune = budget.updates - budget.dense_updates()
         train = _training(data, PLUGIN_TASK, smoke, budget, finetune, seed, ckpt)
-        train += [*row.flags, "--finetune-from-model", pruned]  # a restart resumes from checkpoint_last.pt
+        train += [*row.flags, *start_from(pruned)]
         out.append(Job(f"{name}/train", train, os.path.join(d, "train.log"), [f"{name}/prune"], updates=finetune))
     elif row.key == "cgap":  # K N + N' = U; the learning rate restarts at every step (GaP appendix B)
         steps, per_step, finetune = budget.cgap()

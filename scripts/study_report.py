@@ -243,10 +243,10 @@ def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Bu
     plt = _pyplot()
     fig, (loss_ax, bleu_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for row in rows:
+        shift = budget.updates - study_design.training_updates(row, budget, budget.updates)  # prune: its dense part
         for network in row.networks:
             style = dict(color=COLORS.get(row.key, "C9"), marker=MARKERS[network], markersize=3,
                          linestyle="--" if network == "core" else "-", label=f"{row.label}: {network}")
-            shift = budget.updates - study_design.training_updates(row, budget, budget.updates)  # prune: its dense part
             loss = [(u + shift, v) for u, v in _mean_curve([valid_losses(output, row, s, network) for s in seeds])]
             bleu = [(u + shift, v) for u, v in _mean_curve([valid_bleus(output, row, s, network) for s in seeds])]
             if loss:

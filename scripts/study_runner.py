@@ -49,8 +49,8 @@ def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_done: C
             log.close()
             del running[name]
             if proc.returncode != 0:
-                for other, (_, p, f, _) in running.items():
-                    p.terminate()
+                for _, other, _, _ in running.values():
+                    other.terminate()
                 print(console.log_tail(job.log), end="", file=sys.stderr)
                 console.fail(prog, f"{name} failed (exit {proc.returncode}), log: {job.log}")
             open(job.marker, "w").close()
