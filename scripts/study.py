@@ -91,6 +91,8 @@ def main(argv=None):
         study_runner.run_jobs(jobs, args.parallel, args.threads, prog=PROG, on_done=record)
         print(f"{PROG}: all commands done in {study_runner.minutes(time.time() - start)}", flush=True)
         record(finished=True)
+    if not os.path.isdir(output):
+        console.fail(PROG, f"--report-only: no study in {output} (--output-dir)")
     paths = study_report.write(output, [study_design.ROW[r] for r in rows], args.seeds, budget)
     print(f"{PROG}: wrote {', '.join(paths)}")
 

@@ -75,3 +75,4 @@ def test_bad_input_is_one_line(study):
     out = _study("--rows", "cgap", "--train-to", "32", "--output-dir", study, ok=False)
     assert "study: error: --train-to: cgap cannot be trained beyond --updates" in out
     assert "give a multiple of 2 x --interval" in _study("--updates", "20", ok=False)
+    assert "study: error: --report-only: no study in" in _study("--report-only", "--output-dir", study + "-none", ok=False)
