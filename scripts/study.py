@@ -88,7 +88,7 @@ def main(argv=None):
                                                         finished=finished))
 
         record()
-        study_runner.run_jobs(jobs, args.parallel, args.threads, prog=PROG, on_done=record)
+        study_runner.run_jobs(jobs, args.parallel, args.threads, prog=PROG, on_progress=record)
         print(f"{PROG}: all commands done in {study_runner.minutes(time.time() - start)}", flush=True)
         record(finished=True)
     if not os.path.isdir(output):

@@ -24,7 +24,7 @@ INVOCATIONS = "invocations.json"
 
 def record_invocation(output: str, entry: dict):
     """Add the invocation to OUTPUT/invocations.json, or update it (the same ``date`` and ``command``): it is
-    recorded when it starts and after every command, so an interrupted one keeps its time so far."""
+    recorded when it starts, after every command and every 5 minutes, so an interrupted one keeps its time so far."""
     path = os.path.join(output, INVOCATIONS)
     same = lambda e: (e["date"], e["command"]) == (entry["date"], entry["command"])  # noqa: E731
     entries = [e for e in read_invocations(output) if not same(e)] + [entry]
@@ -150,10 +150,13 @@ def choices_table(output: str, rows: List[Row], seeds: List[int], budget: Budget
             continue
         default = study_design.ROW[row.varies]
         for network in row.networks:
-            ours = valid_at(output, row, seeds, network, budget.updates)
-            theirs = valid_at(output, default, seeds, network, budget.updates)
-            lines.append([row.label, network, *ours, *theirs])
-    header = ["choice", "network", "valid loss", "valid BLEU", "default: valid loss", "default: valid BLEU"]
+            # the default on the same seeds as the choice, which may have fewer
+            same = [s for s in seeds if budget.updates in dict(valid_losses(output, row, s, network))]
+            ours = valid_at(output, row, same, network, budget.updates)
+            theirs = valid_at(output, default, same, network, budget.updates)
+            lines.append([row.label, network, ",".join(map(str, same)) or "-", *ours, *theirs])
+    header = ["choice", "network", "seeds", "valid loss", "valid BLEU", "default: valid loss",
+              "default: valid BLEU"]
     return markdown_table(header, lines) if lines else ""
 
 
@@ -182,13 +185,14 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
     ]
     if choices:
         lines += [f"Choices the papers leave open, on the valid split only (at update {budget.updates}; greedy "
-                  "BLEU; mean over the seeds; never scored on the test split):", "", choices, ""]
+                  "BLEU; mean over the seeds the choice has, for the choice and its default alike; never scored on the "
+                  "test split):", "", choices, ""]
     if further:
         lines += ["Trained further (the same runs, the same rule: the test BLEU of the checkpoint at that update):",
                   "", markdown_table(["row", "network", "updates", "test BLEU", "seeds"], further), ""]
     lines += ["Invocations (wall time on this machine):"]
     for inv in invocations:
-        ended = "" if inv.get("finished", True) else " (interrupted: the time until its last finished command)"
+        ended = "" if inv.get("finished", True) else " (interrupted: its time until the last record)"
         lines.append(f"- {inv['date']}: `{inv['command']}`: {inv['seconds'] / 3600:.2f} h{ended}")
     path = os.path.join(output, "study.md")
     with open(path, "w") as f:

@@ -31,9 +31,9 @@ def _updates_done(log: str) -> int:
     return int(found[-1]) if found else 0
 
 
-def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_done: Callable[[], None] = lambda: None):
-    """Run the jobs, ``parallel`` at a time, each after the jobs it needs; skip the done ones. ``on_done``
-    is called after every job that finishes."""
+def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_progress: Callable[[], None] = lambda: None):
+    """Run the jobs, ``parallel`` at a time, each after the jobs it needs; skip the done ones.
+    ``on_progress`` is called after every job that finishes and with every progress line (5 minutes)."""
     done = {j.name for j in jobs if os.path.isfile(j.marker)}
     todo = [j for j in jobs if j.name not in done]
     total = len(todo)
@@ -58,7 +58,7 @@ def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_done: C
             finished += 1
             print(f"{prog}: [{finished}/{total}] {name} done in {minutes(time.time() - t0)} "
                   f"(study {minutes(time.time() - start)})", flush=True)
-            on_done()
+            on_progress()
         ready = [j for j in todo if all(n in done for n in j.needs)]
         while ready and len(running) < parallel:
             job = ready.pop(0)
@@ -81,6 +81,7 @@ def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_done: C
             states = [f"{n} {_updates_done(j.log)}/{j.updates} updates" if j.updates else n
                       for n, (j, _, _, _) in running.items()]
             print(f"{prog}: running: {'; '.join(states)}", flush=True)
+            on_progress()
         time.sleep(1)
 
 

@@ -51,6 +51,10 @@ def test_every_row_is_trained_scored_and_reported(study):
         assert [u for u, _ in losses][-1] == 16 and all(0 < loss < 20 for _, loss in losses), (row, network)
     ats_core, ats_full = (study_report.valid_losses(study, study_design.ROW["ats-rank"], 1, n) for n in ("core", "full"))
     assert ats_core != ats_full
+    # a choice sits next to its default on the same seeds
+    choice = next(line.split(" | ") for line in report.splitlines()
+                  if line.startswith("| ATS, low-rank core, V U initialised as a dense layer | core |"))
+    assert choice[2] == "1" and choice[5] == f"{dict(ats_core)[16]:.3f}", choice
     invocation = json.load(open(os.path.join(study, "invocations.json")))[0]
     assert "--rows " + ROWS in invocation["command"] and invocation["seconds"] >= 0 and invocation["finished"]
 
