@@ -192,13 +192,13 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
                   "", markdown_table(["row", "network", "updates", "test BLEU", "seeds"], further), ""]
     lines += ["Invocations (wall time on this machine):"]
     for inv in invocations:
-        ended = "" if inv.get("finished", True) else " (interrupted: its time until the last record)"
+        ended = "" if inv.get("finished", True) else " (not finished: its time until the last record)"
         lines.append(f"- {inv['date']}: `{inv['command']}`: {inv['seconds'] / 3600:.2f} h{ended}")
     path = os.path.join(output, "study.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return [path, plot(os.path.join(output, "study.png"), points, budget),
-            curves(os.path.join(output, "curves.png"), output, rows, seeds, budget)]
+            curves(os.path.join(output, "curves.png"), output, tested, seeds, budget)]  # choices: their table
 
 
 COLORS = {"standard": "black", "ats-rank": "C0", "core-rank": "C1", "ats-width": "C2", "core-width": "C3",
