@@ -150,8 +150,9 @@ def choices_table(output: str, rows: List[Row], seeds: List[int], budget: Budget
             continue
         default = study_design.ROW[row.varies]
         for network in row.networks:
-            # the default on the same seeds as the choice, which may have fewer
-            same = [s for s in seeds if budget.updates in dict(valid_losses(output, row, s, network))]
+            # the seeds that both the choice and its default have
+            same = [s for s in seeds if all(budget.updates in dict(valid_losses(output, r, s, network))
+                                            for r in (row, default))]
             ours = valid_at(output, row, same, network, budget.updates)
             theirs = valid_at(output, default, same, network, budget.updates)
             lines.append([row.label, network, ",".join(map(str, same)) or "-", *ours, *theirs])
@@ -185,7 +186,7 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
     ]
     if choices:
         lines += [f"Choices the papers leave open, on the valid split only (at update {budget.updates}; greedy "
-                  "BLEU; mean over the seeds the choice has, for the choice and its default alike; never scored on the "
+                  "BLEU; mean over the seeds that the choice and its default both have; never scored on the "
                   "test split):", "", choices, ""]
     if further:
         lines += ["Trained further (the same runs, the same rule: the test BLEU of the checkpoint at that update):",
