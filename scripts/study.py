@@ -8,7 +8,9 @@ Trains every row of scripts/study_design.py for one fixed update budget, side by
 commands at a time, ``--threads`` each), translates the test split with every network of each row from
 its last checkpoint, and writes OUTPUT/study.md (a table: mean (std) test BLEU over the seeds with
 parameters, beside the papers' claims), OUTPUT/study.png (BLEU against parameters) and
-OUTPUT/curves.png (each network's valid loss and valid BLEU against updates). A command whose output is
+OUTPUT/curves.png (each network's valid loss and valid BLEU against updates, up to U;
+OUTPUT/curves-further.png, over their whole length, for the runs trained further with ``--train-to``).
+``--report-only`` without ``--rows`` reports every row the output directory holds. A command whose output is
 complete is not run again: a restarted study resumes (fairseq-train resumes from checkpoint_last.pt),
 and a second invocation with ``--seeds 1,2`` adds seed 2. The data is prepared into OUTPUT/data-bin
 (data-prep/prepare_bible.py) when missing.
@@ -39,8 +41,9 @@ def main(argv=None):
                         help="updates between validations and checkpoints, scored on the valid split (default 250)")
     parser.add_argument("--train-to", type=int, default=0,
                         help=f"train the --rows further, to this many updates ({', '.join(study_design.EXTENSIBLE)})")
-    parser.add_argument("--rows", default=",".join(r.key for r in ROWS),
-                        help=f"comma-separated row keys (default: the comparisons; also {', '.join(r.key for r in CHOICES)}: "
+    parser.add_argument("--rows", default=None,
+                        help=f"comma-separated row keys (default: the comparisons; with --report-only, every row "
+                             f"the output directory holds; also {', '.join(r.key for r in CHOICES)}: "
                              "the choices the papers leave open, scored on the valid split only)")
     parser.add_argument("--parallel", type=int, default=2, help="commands at a time (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per command (default 1)")
@@ -50,7 +53,13 @@ def main(argv=None):
     parser.add_argument("--report-only", action="store_true", help="write the table and figures, run nothing")
     parser.add_argument("--smoke", action="store_true", help="a tiny model on 200 pairs per split (tests)")
     args = parser.parse_args(argv)
-    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    output = os.path.abspath(args.output_dir)
+    if args.rows is not None:
+        rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    elif args.report_only:  # every row that has a run on disk, in the study's order
+        rows = [key for key in study_design.ROW if os.path.isdir(os.path.join(output, key))]
+    else:
+        rows = [r.key for r in ROWS]
     unknown = [r for r in rows if r not in study_design.ROW]
     if unknown:
         console.fail(PROG, f"--rows: unknown row {unknown[0]!r}; rows: {', '.join(study_design.ROW)}")
@@ -63,7 +72,6 @@ def main(argv=None):
                            "(C-GaP: 9 steps of at least one update; prune-from-dense: half and half)")
     if args.train_to and (args.train_to <= args.updates or args.train_to % args.interval):
         console.fail(PROG, f"--train-to {args.train_to}: give a multiple of --interval above --updates {args.updates}")
-    output = os.path.abspath(args.output_dir)
     data = os.path.join(output, "data-bin")
     try:
         jobs = [j for row in rows for seed in args.seeds

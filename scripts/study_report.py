@@ -198,8 +198,15 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
     path = os.path.join(output, "study.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    return [path, plot(os.path.join(output, "study.png"), points, budget),
-            curves(os.path.join(output, "curves.png"), output, tested, seeds, budget)]  # choices: their table
+    paths = [path, plot(os.path.join(output, "study.png"), points, budget),
+             curves(os.path.join(output, "curves.png"), output, tested, seeds, budget, until=budget.updates)]
+    # the runs trained further, on their own (over their whole length, the curves up to U would be squeezed
+    # into its start) and over their own seeds only (a mean that loses a seed past U would jump there)
+    longer = [row for row in tested if trained_beyond(output, row, seeds, budget)]
+    longer_seeds = [s for s in seeds if any(trained_beyond(output, row, [s], budget) for row in longer)]
+    if longer:
+        paths.append(curves(os.path.join(output, "curves-further.png"), output, longer, longer_seeds, budget))
+    return paths
 
 
 COLORS = {"standard": "black", "ats-rank": "C0", "core-rank": "C1", "ats-width": "C2", "core-width": "C3",
@@ -244,7 +251,15 @@ def _mean_curve(curves: List[List[Tuple[int, float]]]) -> List[Tuple[int, float]
     return [(u, statistics.mean(vs)) for u, vs in sorted(by_update.items())]
 
 
-def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Budget) -> str:
+def trained_beyond(output: str, row: Row, seeds: List[int], budget: Budget) -> bool:
+    """Whether some seed of the row has a validation beyond U (the row was trained further)."""
+    end = study_design.training_updates(row, budget, budget.updates)
+    return any(u > end for s in seeds for network in row.networks for u, _ in valid_losses(output, row, s, network))
+
+
+def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Budget,
+           until: Optional[int] = None) -> str:
+    """Valid loss and valid BLEU against updates (up to ``until``, when given), each the mean over the seeds."""
     plt = _pyplot()
     fig, (loss_ax, bleu_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for row in rows:
@@ -254,15 +269,24 @@ def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Bu
                          linestyle="--" if network == "core" else "-", label=f"{row.label}: {network}")
             loss = [(u + shift, v) for u, v in _mean_curve([valid_losses(output, row, s, network) for s in seeds])]
             bleu = [(u + shift, v) for u, v in _mean_curve([valid_bleus(output, row, s, network) for s in seeds])]
+            if until is not None:
+                loss, bleu = ([(u, v) for u, v in points if u <= until] for points in (loss, bleu))
             if loss:
                 loss_ax.plot(*zip(*loss), **style)
             if bleu:
                 bleu_ax.plot(*zip(*bleu), **style)
     loss_ax.set_ylabel("valid loss (bits, label-smoothed)")
     bleu_ax.set_ylabel("valid BLEU (greedy)")
+    pruned = any(row.method == "prune" for row in rows)
     for ax in (loss_ax, bleu_ax):
-        ax.set_xlabel(f"updates (prune-from-dense: dense to {budget.dense_updates()}, then pruned and fine-tuned)")
+        ax.set_xlabel("updates" + (f" (prune-from-dense: dense to {budget.dense_updates()}, then pruned and "
+                                   "fine-tuned)" if pruned else ""))
         ax.grid(True, alpha=0.3)
+        if until is None:  # the runs trained further: where the table is read
+            ax.axvline(budget.updates, color="grey", linewidth=0.8, linestyle=":")
+    if until is None:
+        fig.suptitle(f"Trained further (seed {','.join(map(str, seeds))}); dotted: update {budget.updates}, where "
+                     "the table is read", fontsize=10)
     bleu_ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -42,6 +42,7 @@ def test_every_row_is_trained_scored_and_reported(study):
     assert os.path.isfile(os.path.join(study, "ats-rank-dense-init", "seed1", "valid-core-16.txt"))
     for figure in ("study.png", "curves.png"):
         assert os.path.getsize(os.path.join(study, figure)) > 0
+    assert not os.path.exists(os.path.join(study, "curves-further.png"))  # no run went beyond U
     sys.path.insert(0, os.path.join(ROOT, "scripts"))
     import study_design
     import study_report
@@ -70,6 +71,11 @@ def test_a_second_invocation_resumes_and_a_run_trained_further_keeps_its_table(s
     assert os.path.isfile(os.path.join(study, "core-rank", "seed1", "generate-core.txt"))
     report = open(os.path.join(study, "study.md")).read()
     assert "Trained further" in report and "| low-rank core r=1/32 alone | core | 32 |" in report
+    assert os.path.getsize(os.path.join(study, "curves-further.png")) > 0
+    os.remove(os.path.join(study, "study.md"))
+    _study("--report-only", "--output-dir", study)  # without --rows: every row on disk, the choice too
+    report = open(os.path.join(study, "study.md")).read()
+    assert "| C-GaP 90%, kappa=3 |" in report and "V U initialised as a dense layer" in report
     core_row = next(line for line in before.splitlines() if line.startswith("| low-rank core r=1/32 alone"))
     assert core_row in report  # the table at U is the same
 

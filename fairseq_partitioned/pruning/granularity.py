@@ -4,8 +4,10 @@
 - ``block-1xB``: B consecutive weights along the input (last) dimension of an ``(out, in)`` matrix.
   The sparsity of a matrix is its fraction of *all-zero* blocks (appendix A.3, Table 9: B = 8). A block
   scores the sum of its weights' magnitudes (``l1``, as the official code: ``prune_utils/admm.py``,
-  ``block_pruning``) or of their squares (``l2``: pruning the blocks of least squared L2 norm removes
-  the least ``||W - W * m||^2``, the mask error that bounds GaP's convergence, Proposition 1).
+  ``block_pruning``, which its Transformer scripts call with ``--sp-admm-block=(1,8)``: windows of one
+  row and 8 columns of the ``(out, in)`` weight, the same orientation as here) or of their squares
+  (``l2``: pruning the blocks of least squared L2 norm removes the least ``||W - W * m||^2``, the mask
+  error that bounds GaP's convergence, Proposition 1).
 - ``N:M``: N of every M consecutive weights along the last dimension are kept (the pattern of the
   sparse tensor cores named in GaP section 1), so the sparsity is 1 - N/M by construction.
 
