@@ -161,6 +161,29 @@ def choices_table(output: str, rows: List[Row], seeds: List[int], budget: Budget
     return markdown_table(header, lines) if lines else ""
 
 
+def convergence_table(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> str:
+    """For every run trained beyond U: its valid loss at its last validation, its best and where, and
+    whether it still improves: a new best within its last 4 intervals (1,000 updates in the study)."""
+    window = 4 * budget.interval
+    lines = []
+    for row in rows:
+        for seed in seeds:
+            if not trained_beyond(output, row, [seed], budget):
+                continue
+            for network in row.networks:
+                losses = {u: v for u, v in valid_losses(output, row, seed, network) if u % budget.interval == 0}
+                if not losses:
+                    continue
+                last = max(losses)
+                best = min(losses, key=lambda u: (losses[u], u))
+                change = f"{losses[last] - losses[last - window]:+.3f}" if last - window in losses else "-"
+                lines.append([row.label, network, str(seed), str(last), f"{losses[last]:.3f}",
+                              f"{losses[best]:.3f} ({best})", change, "yes" if best > last - window else "no"])
+    header = ["row", "network", "seed", "last validation", "valid loss", "best (at update)",
+              f"change over the last {window} updates", f"a new best in the last {window}"]
+    return markdown_table(header, lines) if lines else ""
+
+
 def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> List[str]:
     tested = [row for row in rows if not row.varies]
     text, points = table(output, tested, seeds)
@@ -191,6 +214,10 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
     if further:
         lines += ["Trained further (the same runs, the same rule: the test BLEU of the checkpoint at that update):",
                   "", markdown_table(["row", "network", "updates", "test BLEU", "seeds"], further), ""]
+    converging = convergence_table(output, tested, seeds, budget)
+    if converging:
+        lines += ["Whether the runs trained further still improve (valid loss at the validations every "
+                  f"{budget.interval} updates):", "", converging, ""]
     lines += ["Invocations (wall time on this machine):"]
     for inv in invocations:
         ended = "" if inv.get("finished", True) else " (not finished: its time until the last record)"

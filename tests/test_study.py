@@ -72,6 +72,17 @@ def test_a_second_invocation_resumes_and_a_run_trained_further_keeps_its_table(s
     report = open(os.path.join(study, "study.md")).read()
     assert "Trained further" in report and "| low-rank core r=1/32 alone | core | 32 |" in report
     assert os.path.getsize(os.path.join(study, "curves-further.png")) > 0
+    # whether it still improves: its valid loss at 32, its best of the validations every 8 updates
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import study_design
+    import study_report
+
+    losses = {u: v for u, v in study_report.valid_losses(study, study_design.ROW["core-rank"], 1, "core") if u % 8 == 0}
+    best = min(losses, key=lambda u: (losses[u], u))
+    converging = next(line.strip("| ").split(" | ") for line in report.splitlines()
+                      if line.startswith("| low-rank core r=1/32 alone | core | 1 | 32 |"))
+    assert converging[4:] == [f"{losses[32]:.3f}", f"{losses[best]:.3f} ({best})", "-",  # no validation at 0
+                              "yes" if best > 0 else "no"], converging
     os.remove(os.path.join(study, "study.md"))
     _study("--report-only", "--output-dir", study)  # without --rows: every row on disk, the choice too
     report = open(os.path.join(study, "study.md")).read()
