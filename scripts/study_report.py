@@ -167,12 +167,11 @@ def convergence_table(output: str, rows: List[Row], seeds: List[int], budget: Bu
     window = 4 * budget.interval
     lines = []
     for row in rows:
+        end = study_design.training_updates(row, budget, budget.updates)
         for seed in seeds:
-            if not trained_beyond(output, row, [seed], budget):
-                continue
             for network in row.networks:
                 losses = {u: v for u, v in valid_losses(output, row, seed, network) if u % budget.interval == 0}
-                if not losses:
+                if not losses or max(losses) <= end:  # not trained beyond U
                     continue
                 last = max(losses)
                 best = min(losses, key=lambda u: (losses[u], u))
@@ -229,9 +228,10 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
              curves(os.path.join(output, "curves.png"), output, tested, seeds, budget, until=budget.updates)]
     # the runs trained further, on their own (over their whole length, the curves up to U would be squeezed
     # into its start) and over their own seeds only (a mean that loses a seed past U would jump there)
-    longer = [row for row in tested if trained_beyond(output, row, seeds, budget)]
-    longer_seeds = [s for s in seeds if any(trained_beyond(output, row, [s], budget) for row in longer)]
+    beyond = {row.key: seeds_beyond(output, row, seeds, budget) for row in tested}
+    longer = [row for row in tested if beyond[row.key]]
     if longer:
+        longer_seeds = sorted(set().union(*beyond.values()))
         paths.append(curves(os.path.join(output, "curves-further.png"), output, longer, longer_seeds, budget))
     return paths
 
@@ -278,10 +278,10 @@ def _mean_curve(curves: List[List[Tuple[int, float]]]) -> List[Tuple[int, float]
     return [(u, statistics.mean(vs)) for u, vs in sorted(by_update.items())]
 
 
-def trained_beyond(output: str, row: Row, seeds: List[int], budget: Budget) -> bool:
-    """Whether some seed of the row has a validation beyond U (the row was trained further)."""
+def seeds_beyond(output: str, row: Row, seeds: List[int], budget: Budget) -> List[int]:
+    """The seeds of the row with a validation beyond U (trained further); the log's first network tells."""
     end = study_design.training_updates(row, budget, budget.updates)
-    return any(u > end for s in seeds for network in row.networks for u, _ in valid_losses(output, row, s, network))
+    return [s for s in seeds if any(u > end for u, _ in valid_losses(output, row, s, row.networks[0]))]
 
 
 def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Budget,

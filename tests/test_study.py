@@ -83,12 +83,12 @@ def test_a_second_invocation_resumes_and_a_run_trained_further_keeps_its_table(s
                       if line.startswith("| low-rank core r=1/32 alone | core | 1 | 32 |"))
     assert converging[4:] == [f"{losses[32]:.3f}", f"{losses[best]:.3f} ({best})", "-",  # no validation at 0
                               "yes" if best > 0 else "no"], converging
+    core_row = next(line for line in before.splitlines() if line.startswith("| low-rank core r=1/32 alone"))
+    assert core_row in report  # the table at U is the same
     os.remove(os.path.join(study, "study.md"))
     _study("--report-only", "--output-dir", study)  # without --rows: every row on disk, the choice too
     report = open(os.path.join(study, "study.md")).read()
     assert "| C-GaP 90%, kappa=3 |" in report and "V U initialised as a dense layer" in report
-    core_row = next(line for line in before.splitlines() if line.startswith("| low-rank core r=1/32 alone"))
-    assert core_row in report  # the table at U is the same
 
 
 def test_bad_input_is_one_line(study):
