@@ -140,7 +140,7 @@ def run_dir(output: str, row: str, seed: int) -> str:
 
 
 def _training(data: str, task: str, smoke: bool, budget: Budget, updates: Optional[int], seed: int, save_dir: str,
-              scheduler=("--lr-scheduler", "inverse_sqrt"), warmup: Optional[int] = None) -> List[str]:
+              scheduler=("--lr-scheduler", "inverse_sqrt"), warmup: Optional[int] = None, keep: int = -1) -> List[str]:
     optimizer = "adam_for_partitioned_model" if task == PLUGIN_TASK else "adam"
     argv = ["-m", "fairseq_cli.train", data, "--user-dir", PLUGIN, "--task", task,
             *budget.model, "--dropout", "0.1",
@@ -149,7 +149,7 @@ def _training(data: str, task: str, smoke: bool, budget: Budget, updates: Option
             "--warmup-init-lr", "1e-07", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
             "--max-tokens", str(budget.max_tokens), "--seed", str(seed), "--save-dir", save_dir,
             "--validate-interval-updates", str(budget.interval), "--save-interval-updates", str(budget.interval),
-            "--keep-interval-updates", "-1",
+            "--keep-interval-updates", str(keep),
             "--cpu", "--num-workers", "0", "--log-format", "json", "--log-interval", "10"]
     if updates is not None:
         argv += ["--max-update", str(updates)]
@@ -232,12 +232,29 @@ def checkpoint_at(ckpt_dir: str, updates: int) -> str:
     return f"{CHECKPOINT_AT}{ckpt_dir}:{updates}"
 
 
+CONTINUE_FROM = "@continue-from:"  # a training that goes on from another's checkpoint: resolved when it starts
+
+
+def continue_from(checkpoint: str, save_dir: str) -> str:
+    """Continue another training's run from its ``checkpoint`` with a fresh optimizer, learning rate and
+    meters, but its data order where it stopped (``--restore-file`` and fairseq's resets, unlike
+    ``pipeline.start_from``, which starts the data over); relaunched after its own first checkpoint, the
+    training resumes from that instead."""
+    return f"{CONTINUE_FROM}{save_dir}:{checkpoint}"
+
+
 def resolve(argv: List[str]) -> List[str]:
     """The command line with every ``checkpoint_at`` replaced by the checkpoint fairseq wrote at that
     update: ``checkpoint_EPOCH_UPDATES.pt`` (--save-interval-updates divides every update asked for), or
-    ``checkpointEPOCH.pt`` when the update ended an epoch (fairseq then writes that one instead)."""
+    ``checkpointEPOCH.pt`` when the update ended an epoch (fairseq then writes that one instead); and
+    every ``continue_from`` by its flags."""
     out = []
     for a in argv:
+        if a.startswith(CONTINUE_FROM):
+            save_dir, checkpoint = a[len(CONTINUE_FROM):].split(":", 1)
+            if not os.path.isfile(os.path.join(save_dir, "checkpoint_last.pt")):
+                out += ["--restore-file", checkpoint, "--reset-optimizer", "--reset-lr-scheduler", "--reset-meters"]
+            continue
         if a.startswith(CHECKPOINT_AT):
             ckpt_dir, updates = a[len(CHECKPOINT_AT):].rsplit(":", 1)
             found = sorted(glob.glob(os.path.join(ckpt_dir, f"checkpoint_*_{updates}.pt")))

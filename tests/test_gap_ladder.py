@@ -1,0 +1,72 @@
+"""The GaP ladder's commands (scripts/gap_ladder.py): the paper's proportions at every rung, each C-GaP
+step going on from the one before, the control on the study's schedule; and how a step continues."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import gap_ladder  # noqa: E402
+import study_design  # noqa: E402
+from study_design import Budget  # noqa: E402
+
+
+def _flag(job, flag):
+    return job.argv[job.argv.index(flag) + 1]
+
+
+def _ladder(tmp_path, rungs=(750, 3000, 6000)):
+    return {j.name: j for j in gap_ladder.jobs(str(tmp_path), "DATA", list(rungs), 1, Budget(1500), smoke=False)}
+
+
+def test_every_rung_has_the_papers_proportions(tmp_path):
+    jobs = _ladder(tmp_path)
+    for dense in (750, 3000, 6000):
+        n = dense // 4
+        steps = [jobs[f"cgap-{dense}/seed1/step{k}"] for k in range(4)]
+        assert [j.updates for j in steps] == [n] * 4
+        assert [_flag(j, "--gap-grow-step") for j in steps] == ["0", "1", "2", "3"]
+        finetune = jobs[f"cgap-{dense}/seed1/finetune1"]
+        assert finetune.updates == dense and finetune.needs == [steps[3].name]
+        assert _flag(finetune, "--finetune-from-model").endswith(os.path.join("step3", "checkpoint_last.pt"))
+        assert jobs[f"prune-{dense}/seed1/train"].updates == dense  # prune-from-dense: D dense + D fine-tune
+        assert jobs[f"dense/seed1/train-{dense}"].updates == dense
+        assert jobs[f"random-mask/seed1/train-{2 * dense}"].updates == 2 * dense
+        assert 4 * n + dense <= 2 * dense <= 4 * n + dense + 2  # C-GaP's first branch: prune-from-dense's budget
+    # the paper's extra budget at the longest rung only: a second round, and its fine-tune
+    assert jobs["cgap-6000/seed1/finetune2"].needs == ["cgap-6000/seed1/step6"]
+    assert "cgap-3000/seed1/step4" not in jobs and "cgap-750/seed1/finetune2" not in jobs
+    # the learning rate's warm-up is the study's share of a step
+    assert [_flag(jobs[f"cgap-{d}/seed1/step1"], "--warmup-updates") for d in (750, 3000, 6000)] == ["19", "75", "150"]
+
+
+def test_a_step_goes_on_from_the_step_before_with_its_data_order(tmp_path):
+    jobs = _ladder(tmp_path, (750,))
+    step0, step1 = jobs["cgap-750/seed1/step0"], jobs["cgap-750/seed1/step1"]
+    assert not any(a.startswith(study_design.CONTINUE_FROM) for a in step0.argv)  # from scratch
+    save0, save1 = _flag(step0, "--save-dir"), _flag(step1, "--save-dir")
+    # before its own first checkpoint: the step before's, with a fresh optimizer and schedule, not a fresh data order
+    argv = study_design.resolve(step1.argv)
+    i = argv.index("--restore-file")
+    assert argv[i:i + 5] == ["--restore-file", os.path.join(save0, "checkpoint_last.pt"), "--reset-optimizer",
+                             "--reset-lr-scheduler", "--reset-meters"]
+    assert "--reset-dataloader" not in argv and "--finetune-from-model" not in argv
+    # relaunched after its own first checkpoint: it resumes from that
+    os.makedirs(save1)
+    open(os.path.join(save1, "checkpoint_last.pt"), "w").close()
+    argv = study_design.resolve(step1.argv)
+    assert "--restore-file" not in argv and "--reset-optimizer" not in argv
+
+
+def test_the_control_is_the_studys_schedule_as_processes(tmp_path):
+    jobs = _ladder(tmp_path, (750,))
+    one_process = jobs["cgap/seed1/train"]
+    assert (_flag(one_process, "--gap-steps"), _flag(one_process, "--gap-step-updates"),
+            _flag(one_process, "--gap-finetune-updates")) == ("9", "125", "375")
+    steps = [jobs[f"cgap-125-steps/seed1/step{k}"] for k in range(9)]
+    assert [j.updates for j in steps] == [125] * 9
+    finetune = jobs["cgap-125-steps/seed1/finetune"]
+    assert finetune.updates == 375 and finetune.needs == [steps[-1].name]
+    warmups = {_flag(j, "--warmup-updates") for j in [one_process, *steps, finetune]}
+    assert warmups == {"12"}  # the same learning rate at every update: only the optimizer state differs
+    assert any(a.startswith(study_design.CONTINUE_FROM) for a in finetune.argv)
