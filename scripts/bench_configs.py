@@ -1,6 +1,6 @@
 """What scripts/benchmark.py measures: its configurations, built as fairseq-train builds them, and data.
 
-Every configuration trains with the README's IWSLT14 ATS recipe (``COMMON_FLAGS``), so configurations
+Every configuration trains with docs/ats.md's IWSLT14 ATS recipe (``COMMON_FLAGS``), so configurations
 differ only in what is benchmarked; ``build`` does what ``fairseq_cli.train.main`` does before its first
 update. Without ``--data`` the batches come from a synthetic data-bin of IWSLT14's shape
 (``default_data_bin``).
@@ -26,7 +26,7 @@ RATIOS = ("0.25", "0.03125")
 GEN_BATCHES = 4  # fixed valid-split batches for generation, cycled over the rounds
 MAX_TRAIN_BATCHES = 8  # distinct training batches, cycled over the rounds
 
-# The README's IWSLT14 ATS recipe (ATS paper, Table 3), less checkpoints and epochs: every
+# docs/ats.md's IWSLT14 ATS recipe (ATS paper, Table 3), less checkpoints and epochs: every
 # configuration trains with exactly these settings, so they differ only in what is benchmarked.
 COMMON_FLAGS = [
     "--share-decoder-input-output-embed",
@@ -124,7 +124,7 @@ def all_configs():
             gen.append(GenConfig(f"gen-ats-{kind}-{r}", f"ats-{kind}-{r}", "full"))
             gen.append(GenConfig(f"gen-core-{kind}-{r}", f"core-{kind}-{r}", "core"))
     # GaP's masked update: --gap-sparsity without --alternate trains with fixed random masks at 90%
-    # (README, "GaP"), i.e. the masked forward pass and the zeroing of masked gradients at every update.
+    # (docs/gap.md), i.e. the masked forward pass and the zeroing of masked gradients at every update.
     # Its row counts all parameters, masked ones included (they stay in memory and in the optimizer).
     train.append(TrainConfig("gap-0.9", "gap", plugin + ["--gap-sparsity", "0.9"]))
     return train, gen
@@ -149,7 +149,7 @@ def device_flags(args, cfg: TrainConfig) -> List[str]:
     if not args.fp16:
         return []
     # The partitioned optimizer masks per parameter, so its fp32 copies must not be flattened
-    # (README); vanilla keeps fairseq's default, the flattened copies a vanilla user gets.
+    # (docs/ats.md); vanilla keeps fairseq's default, the flattened copies a vanilla user gets.
     return ["--fp16"] + (["--fp16-no-flatten-grads"] if cfg.plugin else [])
 
 

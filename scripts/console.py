@@ -17,6 +17,12 @@ LOG_TAIL_LINES = 40
 logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
 
+def shown(path: str) -> str:
+    """A path as a user reads it on the console: relative to the working directory when inside it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith(os.pardir) else relative
+
+
 def fail(prog: str, message: str):
     """Exit (status 1) with one line: ``PROG: error: message``."""
     sys.exit(f"{prog}: error: {message}")

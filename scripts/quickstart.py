@@ -14,7 +14,7 @@
 4. prints their parameters and BLEU, and what they say at this budget.
 
 A few CPU minutes: the numbers show where each network stands early in training, not where it ends;
-the study (README, "The evidence") has the comparison at 1,500 updates, with seeds, and over training.
+the study (docs/evidence.md) has the comparison at 1,500 updates, with seeds, and over training.
 """
 import argparse
 import os
@@ -23,7 +23,7 @@ import time
 import study_design
 import study_report
 import study_runner
-from console import fail, format_table
+from console import fail, format_table, shown
 
 PROG = "quickstart"
 ROWS = ("ats-rank", "core-rank")
@@ -48,7 +48,7 @@ def main():
     rows = [study_design.ROW[key] for key in ROWS]
     jobs = [job for row in rows for job in study_design.jobs(row, 1, workdir, data, budget, curves=False)]
     print(f"{PROG}: training the two runs side by side, {args.updates} updates each (logs: "
-          f"{workdir}/{{{','.join(ROWS)}}}/seed1/train.log), then translating the test split", flush=True)
+          f"{shown(workdir)}/{{{','.join(ROWS)}}}/seed1/train.log), then translating the test split", flush=True)
     study_runner.run_jobs(jobs, parallel=2, threads=1, prog=PROG)
     bleu = {(row.key, net): study_report.test_bleu(workdir, row, 1, net) for row in rows for net in row.networks}
     params = {(row.key, net): study_report.parameters(workdir, row, [1], net) for row in rows for net in row.networks}
@@ -64,9 +64,8 @@ def main():
     where = "level with" if abs(gap) < 0.005 else f"{abs(gap):.2f} BLEU {'above' if gap > 0 else 'below'}"
     print(f"At {args.updates} updates the core trained with ATS is {where} the same core trained alone, and the "
           f"full network that comes with it is at {bleu['ats-rank', 'full']:.2f} BLEU (one seed, early in "
-          "training: the README's study, \"The evidence\", compares them on a d=256 model at 1,500 updates and "
-          "beyond).")
-    print(f"(tokenized BLEU-4 of the lowercased test split, BPE removed; logs and checkpoints in {workdir})")
+          "training: docs/evidence.md compares them on a d=256 model at 1,500 updates and beyond).")
+    print(f"(tokenized BLEU-4 of the lowercased test split, BPE removed; logs and checkpoints in {shown(workdir)})")
 
 
 if __name__ == "__main__":

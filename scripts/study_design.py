@@ -103,7 +103,7 @@ ROWS: Tuple[Row, ...] = (
     Row("random-mask", "fixed random 90% mask", "plugin", ("--gap-sparsity", "0.9"), ("sparse",),
         {"sparse": "(no Transformer number; GaP sec. 1: fixed early masks are inferior)"}),
 )
-# The choices the papers leave open (README, "The study"), tried on the valid split only: never scored on test.
+# The choices the papers leave open (docs/evidence.md), tried on the valid split only: never scored on test.
 CHOICES: Tuple[Row, ...] = (
     Row("ats-rank-dense-init", "ATS, low-rank core, V U initialised as a dense layer", "plugin",
         ATS_RANK + ("--alternate", "--low-rank-init", "dense"), ("full", "core"), varies="ats-rank"),

@@ -217,10 +217,11 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
     if converging:
         lines += ["Whether the runs trained further still improve (valid loss at the validations every "
                   f"{budget.interval} updates):", "", converging, ""]
-    lines += ["Invocations (wall time on this machine):"]
+    lines += ["Invocations (wall time on this machine; OUTPUT: the directory of this report):"]
     for inv in invocations:
         ended = "" if inv.get("finished", True) else " (not finished: its time until the last record)"
-        lines.append(f"- {inv['date']}: `{inv['command']}`: {inv['seconds'] / 3600:.2f} h{ended}")
+        command = inv["command"].replace(f"--output-dir {output}", "--output-dir OUTPUT")
+        lines.append(f"- {inv['date']}: `{command}`: {inv['seconds'] / 3600:.2f} h{ended}")
     path = os.path.join(output, "study.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")

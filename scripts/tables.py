@@ -66,7 +66,7 @@ LABEL_SMOOTHING = ("--criterion", "label_smoothed_cross_entropy", "--label-smoot
 
 RECIPES: Dict[str, Recipe] = {
     # ATS Table 3, IWSLT14 column. transformer_iwslt_de_en is Table 3's shape (6+6 layers, d=512, FFN 1024,
-    # 4 heads). Weight decay is not in Table 3: 1e-4 is fairseq's IWSLT14 recipe (the README's command).
+    # 4 heads). Weight decay is not in Table 3: 1e-4 is fairseq's IWSLT14 recipe (docs/ats.md's command).
     "iwslt14": Recipe(
         model=("--arch", "transformer_iwslt_de_en", "--share-decoder-input-output-embed"),
         training=ADAM_098 + ("--weight-decay", "0.0001", "--lr", "0.0005", "--warmup-updates", "4000",
@@ -87,7 +87,7 @@ RECIPES: Dict[str, Recipe] = {
     ),
     # GaP appendix B.5 (NVIDIA's Transformer recipe): "a batch size of 5120, inverse square-root scheduler
     # with an initial learning rate of 0.000846, and Adam"; Transformer-big, shared embeddings, fp16 as in
-    # the README's command. The official code trained on 8 GPUs of 5120 tokens each: --update-freq 8 keeps
+    # docs/gap.md's command. The official code trained on 8 GPUs of 5120 tokens each: --update-freq 8 keeps
     # that batch on one GPU per run (on 8 GPUs per run, drop it). Beam 4 as NVIDIA's recipe.
     "wmt14": Recipe(
         model=("--arch", "transformer_wmt_en_de_big_t2t", "--share-all-embeddings"),

@@ -1,7 +1,8 @@
-"""The README's GaP recipes for WMT14 run as written: its data preparation gives the joined dictionary
-that ``--share-all-embeddings`` needs, the C-GaP command sets up and builds its model, and the P-GaP
-command's workers are fairseq-train command lines that fairseq parses. Read from README.md itself, so
-the text and the test cannot drift apart."""
+"""The documented recipes run as written. The README's ATS and GaP commands for your own data set up their
+task and build their model; docs/gap.md's GaP recipes for WMT14: its data preparation gives the joined
+dictionary that ``--share-all-embeddings`` needs, the C-GaP command sets up and builds its model, and the
+P-GaP command's workers are fairseq-train command lines that fairseq parses. Read from the documents
+themselves, so the text and the test cannot drift apart."""
 import os
 import re
 import shlex
@@ -14,17 +15,17 @@ from fairseq_partitioned.cli.pgap import cli_main as pgap_main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _readme_command(prefix: str) -> list:
-    """The first command of a ```bash block of README.md that starts with ``prefix`` (continuation
-    lines joined, comments dropped), as argv."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+def _documented_command(prefix: str, document: str = "docs/gap.md", containing: str = "") -> list:
+    """The first command of a ```bash block of ``document`` that starts with ``prefix`` and contains
+    ``containing`` (continuation lines joined, comments dropped), as argv."""
+    with open(os.path.join(ROOT, document), encoding="utf-8") as f:
         text = f.read()
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         joined = re.sub(r"\\\n\s*", " ", block)
         for line in joined.splitlines():
-            if line.startswith(prefix):
+            if line.startswith(prefix) and containing in line:
                 return shlex.split(line, comments=True)
-    raise AssertionError(f"no command starting with {prefix!r} in README.md")
+    raise AssertionError(f"no command starting with {prefix!r} in {document}")
 
 
 @pytest.fixture(scope="module")
@@ -36,22 +37,52 @@ def joined_data(tmp_path_factory):
 
 
 def _with_data(argv: list, data: str) -> list:
-    """The command with its data-bin/wmt14_en_de replaced and the plugin found in this checkout."""
-    argv = [data if a == "data-bin/wmt14_en_de" else a for a in argv]
+    """The command with its data directory replaced and the plugin found in this checkout."""
+    argv = [data if a.startswith("data-bin/") else a for a in argv]
     return [h.PLUGIN_DIR if a == "fairseq_partitioned" and argv[i - 1] == "--user-dir" else a
             for i, a in enumerate(argv)]
 
 
 def test_the_wmt14_preparation_makes_the_joined_dictionary_the_recipes_need():
-    argv = _readme_command(".venv/bin/python data-prep/prepare_wmt17_en_de.py --icml17")
+    argv = _documented_command(".venv/bin/python data-prep/prepare_wmt17_en_de.py --icml17")
     assert "--joined-dictionary" in argv and "--binarize" in argv
+
+
+def _set_up(argv: list, data: str, save_dir) -> tuple:
+    """fairseq-train's configuration, task and model of a documented command, on ``data``."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    argv = _with_data(argv[1:], data)
+    argv[argv.index("--save-dir") + 1] = str(save_dir)
+    args = options.parse_args_and_arch(options.get_training_parser(), argv + ["--cpu"])
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    return cfg, task, task.build_model(cfg.model)
+
+
+def test_the_readmes_ats_recipe_trains_a_low_rank_core_by_alternating(data_dir, tmp_path):
+    from fairseq_partitioned.modules import PartitionedRankLinear
+
+    cfg, task, model = _set_up(_documented_command("fairseq-train data-bin/fr-en", "README.md", "--alternate"),
+                               data_dir, tmp_path)
+    assert cfg.task.alternate and cfg.optimizer._name == "adam_for_partitioned_model"
+    assert any(isinstance(m, PartitionedRankLinear) for m in model.modules())
+
+
+def test_the_readmes_gap_recipe_runs_the_papers_proportions(data_dir, tmp_path):
+    cfg, task, model = _set_up(_documented_command("fairseq-train data-bin/fr-en", "README.md", "--gap-sparsity"),
+                               data_dir, tmp_path)
+    assert cfg.task.alternate and cfg.task.gap_sparsity == 0.9
+    assert cfg.optimization.max_epoch == 4 * 10 + 40  # 1 + kappa steps of 10 epochs, then 40 fine-tune epochs
+    assert len(task.method.schedule.partitions) == 3
 
 
 def test_the_cgap_recipe_builds_its_model(joined_data, tmp_path):
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    argv = _readme_command("fairseq-train data-bin/wmt14_en_de")
+    argv = _documented_command("fairseq-train data-bin/wmt14_en_de")
     assert "--share-all-embeddings" in argv and "--max-epoch" not in argv
     argv = _with_data(argv[1:], joined_data)
     argv[argv.index("--save-dir") + 1] = str(tmp_path)
@@ -67,7 +98,7 @@ def test_the_cgap_recipe_builds_its_model(joined_data, tmp_path):
 def test_the_pgap_recipe_prints_worker_commands_that_fairseq_parses(joined_data, tmp_path, capsys):
     from fairseq import options
 
-    argv = _readme_command("fairseq-partitioned-pgap")
+    argv = _documented_command("fairseq-partitioned-pgap")
     split = argv.index("--")
     ours = argv[1:split]
     ours[ours.index("--save-dir") + 1] = str(tmp_path)

@@ -36,6 +36,7 @@ def test_every_row_is_trained_scored_and_reported(study):
     full, core = (int(cells[2].replace(",", "")) for cells in table)  # parameters: full, then core
     assert 0 < core < full
     assert "ATS T.1a: 24.03 (0.77)" in report  # the paper's claim beside ours
+    assert "--output-dir OUTPUT" in report and study not in report  # no path of this machine
     assert "Choices the papers leave open, on the valid split only" in report
     assert "V U initialised as a dense layer" in report
     assert not os.path.exists(os.path.join(study, "ats-rank-dense-init", "seed1", "generate-core.txt"))  # never test
