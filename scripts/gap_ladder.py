@@ -2,7 +2,7 @@
 """The GaP ladder: C-GaP against prune-from-dense as the steps grow longer, in the GaP paper's proportions.
 
     python scripts/gap_ladder.py [--output-dir ladder] [--dense 750,3000,6000] [--seed 1]
-        [--parallel 1] [--threads 1] [--dry-run] [--smoke]
+        [--parallel 1] [--threads 1] [--dry-run] [--report-only] [--smoke]
 
 The study's model and recipe (scripts/study_design.py), one seed. For each dense pre-training length D:
 
@@ -24,7 +24,8 @@ on the same first N batches (the official code's steps are 10 epochs, where it d
 fine-tunes start like the study's prune-from-dense fine-tune (``pipeline.start_from``), from epoch 1.
 Every network is scored by the study's rule: its checkpoint at its last update, beam 4, test split.
 Runs live in OUTPUT/ARM/seedN/ (ARM: dense, random-mask, prune-D, cgap-D, cgap-125-steps, and the study's
-cgap); the jobs run resumably and side by side with the study's runner.
+cgap); the jobs run resumably and side by side with the study's runner. Then (and with ``--report-only``)
+OUTPUT/ladder.md and OUTPUT/ladder.png (scripts/gap_ladder_report.py).
 """
 import argparse
 import os
@@ -32,6 +33,7 @@ import time
 from typing import List
 
 import console
+import gap_ladder_report
 import study_design
 import study_report
 import study_runner
@@ -159,6 +161,7 @@ def main(argv=None):
     parser.add_argument("--parallel", type=int, default=1, help="commands at a time (default 1)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per command (default 1)")
     parser.add_argument("--dry-run", action="store_true", help="print every command, run nothing")
+    parser.add_argument("--report-only", action="store_true", help="write the report, run nothing")
     parser.add_argument("--smoke", action="store_true", help="a tiny model on 200 pairs per split (tests)")
     args = parser.parse_args(argv)
     try:
@@ -181,6 +184,10 @@ def main(argv=None):
             print(f"# {job.name}" + (f" (after {', '.join(job.needs)})" if job.needs else ""))
             print("python " + " ".join(job.argv) + f" > {job.log}")
         return
+    if args.report_only:
+        if not os.path.isdir(output):
+            console.fail(PROG, f"--report-only: no ladder in {output} (--output-dir)")
+        return report(output, rungs, args.seed, budget)
     os.makedirs(output, exist_ok=True)
     study_runner.prepare_data(output, PROG, limit=200 if args.smoke else 0)
     start = time.time()
@@ -194,6 +201,12 @@ def main(argv=None):
     study_runner.run_jobs(todo, args.parallel, args.threads, prog=PROG, on_progress=record)
     record(finished=True)
     print(f"{PROG}: all commands done in {study_runner.minutes(time.time() - start)}", flush=True)
+    report(output, rungs, args.seed, budget)
+
+
+def report(output: str, rungs: List[int], seed: int, budget: Budget):
+    paths = gap_ladder_report.write(output, rungs, seed, budget.cgap(), budget.updates)
+    print(f"{PROG}: wrote {', '.join(paths)}")
 
 
 if __name__ == "__main__":

@@ -62,8 +62,12 @@ def valid_losses(output: str, row: Row, seed: int, network: str) -> List[Tuple[i
     """(update, valid loss in bits) of every validation in the training's JSON log."""
     # an ATS run logs its core's validation as valid_core_loss; a core trained alone is the run's only network
     key = "valid_core_loss" if network == "core" and "full" in row.networks else "valid_loss"
+    return log_valid_losses(os.path.join(study_design.run_dir(output, row.key, seed), "train.log"), key)
+
+
+def log_valid_losses(log: str, key: str = "valid_loss") -> List[Tuple[int, float]]:
+    """(update, ``key``) of every validation in a fairseq-train JSON log (none if there is no log)."""
     points = []
-    log = os.path.join(study_design.run_dir(output, row.key, seed), "train.log")
     if not os.path.isfile(log):
         return points
     with open(log, errors="replace") as f:

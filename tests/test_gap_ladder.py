@@ -70,3 +70,60 @@ def test_the_control_is_the_studys_schedule_as_processes(tmp_path):
     warmups = {_flag(j, "--warmup-updates") for j in [one_process, *steps, finetune]}
     assert warmups == {"12"}  # the same learning rate at every update: only the optimizer state differs
     assert any(a.startswith(study_design.CONTINUE_FROM) for a in finetune.argv)
+
+
+def test_grown_share_counts_the_kept_weights_the_step_grew():
+    import torch
+
+    import gap_steps
+
+    before = {"a": torch.tensor([True, False, False, False]), "b": torch.tensor([False, True])}
+    new = {"a": torch.tensor([True, True, False, True]), "b": torch.tensor([True, False])}
+    assert gap_steps.grown_share(new, before) == 3 / 4  # a: 2 of 3 kept were grown; b: 1 of 1
+
+
+def test_the_steps_of_a_run_in_processes_are_measured_as_its_validation_saw_them(data_dir, tmp_path):
+    """Two C-GaP steps as processes, the second going on from the first, as the ladder runs them: the
+    valid loss at S of each step's checkpoint is what fairseq-train's validation logged at its end, the
+    grown partition dense is another model, and step 0's share is measured against the initial masks."""
+    import json
+    import logging
+
+    import fairseq_helpers as h
+    import gap_steps
+
+    flags = ["--gap-sparsity", "0.75", "--gap-partitions", "2", "--max-update", "6", "--max-epoch", "0",
+             "--log-format", "json", "--lr", "0.02"]
+    logs = []
+    for step in range(2):
+        save = str(tmp_path / "checkpoints" / f"step{step}")
+        extra = [] if step == 0 else ["--restore-file", os.path.join(str(tmp_path / "checkpoints" / "step0"),
+                                                                      "checkpoint_last.pt"),
+                                      "--reset-optimizer", "--reset-lr-scheduler", "--reset-meters"]
+        log = tmp_path / f"step{step}.log"
+
+        handler = logging.FileHandler(log)
+        logging.getLogger().addHandler(handler)
+        try:
+            h.train_translation_model(data_dir, flags + ["--gap-grow-step", str(step)] + extra, save_dir=save)
+        finally:
+            logging.getLogger().removeHandler(handler)
+        logs.append(log)
+    rows = gap_steps.analyse(str(tmp_path), data_dir)
+    assert [r["step"] for r in rows] == [0, 1]
+    for row, log in zip(rows, logs):
+        logged = [json.loads(line[line.index("{"):]) for line in open(log) if '"valid_loss"' in line]
+        assert abs(row["valid_at_s"] - float(logged[-1]["valid_loss"])) < 1e-3
+        assert row["valid_dense"] != row["valid_at_s"]
+        assert 0 < row["grown_share"] < 1
+
+
+def test_the_report_of_a_ladder_not_started_has_every_row_and_no_number(tmp_path):
+    import gap_ladder_report
+
+    paths = gap_ladder_report.write(str(tmp_path), [750, 3000], 1, Budget(1500).cgap(), 1500)
+    report = open(paths[0]).read()
+    rows = [line for line in report.splitlines() if line.startswith(("| 750 |", "| 3000 |"))]
+    assert len(rows) == 2 and all(set(cell.strip()) <= set("-") for row in rows for cell in row.split("|")[3:-1])
+    assert "9 steps of 125 updates, a 375-update fine-tune" in report
+    assert os.path.getsize(paths[1]) > 0

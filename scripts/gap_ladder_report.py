@@ -1,0 +1,162 @@
+"""The GaP ladder's report: OUTPUT/ladder.md (tables) and OUTPUT/ladder.png (C-GaP minus prune-from-dense
+against the step length), from the outputs of scripts/gap_ladder.py; not a command itself.
+
+Test BLEU as the study's (tokenized BLEU-4, lowercased, beam 4, BPE removed) of each network's checkpoint
+at its last update; valid loss: the last validation of its training's log, at that update (bits per token,
+label-smoothed). A cell of a run not finished yet is "-". Per step of every C-GaP run: scripts/gap_steps.py,
+measured once all its steps are done (kept in the run's steps.json).
+"""
+import json
+import os
+from typing import List, Optional, Tuple
+
+import gap_steps
+import generate_bleu
+import study_design
+from study_design import run_dir
+from study_report import _pyplot, log_valid_losses, markdown_table
+
+LANG = study_design.TGT
+
+
+def bleu(d: str, name: str) -> Optional[float]:
+    scored = generate_bleu.score(os.path.join(d, f"generate-{name}.txt"), "tokenized", LANG)
+    return None if scored is None else scored.bleu
+
+
+def valid_at(log: str, updates: int) -> Optional[float]:
+    """The valid loss of a log's validation at ``updates`` (the training's own count)."""
+    return dict(log_valid_losses(log)).get(updates)
+
+
+def updates_per_epoch(output: str, seed: int) -> Optional[int]:
+    """Updates in the dense run's first epoch (the end-of-epoch record of its JSON log)."""
+    log = os.path.join(run_dir(output, "dense", seed), "train.log")
+    if not os.path.isfile(log):
+        return None
+    with open(log, errors="replace") as f:
+        for line in f:
+            if '"train_num_updates"' in line and '"epoch": 1,' in line:
+                return int(json.loads(line[line.index("{"):])["train_num_updates"])
+    return None
+
+
+def steps_done(d: str) -> bool:
+    logs = [n for n in os.listdir(d) if n.startswith("train-step") and n.endswith(".log")] if os.path.isdir(d) else []
+    return bool(logs) and all(any(m.startswith(f".done-{n}") for m in os.listdir(d)) for n in logs)
+
+
+def per_step(d: str, data: str) -> List[dict]:
+    """gap_steps.analyse of a C-GaP run once its steps are done, measured once (steps.json)."""
+    cached = os.path.join(d, "steps.json")
+    if os.path.isfile(cached):
+        with open(cached) as f:
+            return json.load(f)
+    if not steps_done(d):
+        return []
+    rows = gap_steps.analyse(d, data)
+    with open(cached, "w") as f:
+        json.dump(rows, f, indent=2)
+    return rows
+
+
+def _cell(score: Optional[float], loss: Optional[float]) -> str:
+    return "-" if score is None and loss is None else (
+        f"{'-' if score is None else f'{score:.2f}'} / {'-' if loss is None else f'{loss:.3f}'}")
+
+
+def _difference(a: Tuple, b: Tuple) -> Tuple[Optional[float], Optional[float]]:
+    return tuple(None if x is None or y is None else x - y for x, y in zip(a, b))
+
+
+def write(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int], updates: int) -> List[str]:
+    """``control``: the control's C-GaP (steps, updates per step, fine-tune updates), ``updates`` in all."""
+    steps_k, control_step, finetune = control
+    data = os.path.join(output, "data-bin")
+    epoch = updates_per_epoch(output, seed)
+    rows, points, step_tables = [], [], []
+    for dense in rungs:
+        n = dense // 4
+        d_dense, d_prune, d_cgap, d_random = (run_dir(output, key, seed) for key in
+                                              ("dense", f"prune-{dense}", f"cgap-{dense}", "random-mask"))
+        at = {
+            "dense": (bleu(d_dense, f"full-{dense}"), valid_at(os.path.join(d_dense, "train.log"), dense)),
+            "prune": (bleu(d_prune, "sparse"), valid_at(os.path.join(d_prune, "train.log"), dense)),
+            "cgap": (bleu(d_cgap, "sparse-finetune1"), valid_at(os.path.join(d_cgap, "finetune1.log"), dense)),
+            "cgap2": (bleu(d_cgap, "sparse-finetune2"), valid_at(os.path.join(d_cgap, "finetune2.log"), dense)),
+            "random": (bleu(d_random, f"sparse-{2 * dense}"), valid_at(os.path.join(d_random, "train.log"), 2 * dense)),
+        }
+        ahead = _difference(at["cgap"], at["prune"])
+        ahead2 = _difference(at["cgap2"], at["prune"])
+        floor = _difference(at["random"], at["prune"])
+        epochs = n / epoch if epoch else None
+        rows.append([f"{dense}", f"{n}" + (f" ({epochs:.2f})" if epochs else ""), _cell(*at["dense"]),
+                     _cell(*at["prune"]), _cell(*at["cgap"]), _cell(*ahead), _cell(*at["cgap2"]), _cell(*ahead2),
+                     _cell(*at["random"])])
+        points.append((epochs or n, ahead, ahead2, floor))
+        steps = per_step(d_cgap, data)
+        if steps:
+            step_tables.append((f"C-GaP, D = {dense} (N = {n})", steps))
+    d_steps = run_dir(output, f"cgap-{control_step}-steps", seed)
+    at_control = {"one process": (bleu(run_dir(output, "cgap", seed), "sparse"),
+                                  valid_at(os.path.join(run_dir(output, "cgap", seed), "train.log"), updates)),
+                  "a process per step": (bleu(d_steps, "sparse-finetune"),
+                                         valid_at(os.path.join(d_steps, "finetune.log"), finetune))}
+    steps = per_step(d_steps, data)
+    if steps:
+        step_tables.append((f"C-GaP as processes, N = {control_step} (the control)", steps))
+    lines = [
+        "# The GaP ladder: C-GaP against prune-from-dense as the steps grow longer",
+        "",
+        f"The study's model and recipe, seed {seed}, 90% sparsity, kappa = 3. For each dense pre-training length D: "
+        "prune-from-dense (D dense updates, one-shot magnitude prune, D fine-tune updates); C-GaP with steps of "
+        "N = D / 4 updates, each its own process, a fine-tune of D updates after the first round (1 + kappa "
+        "steps: 2 D in all, prune-from-dense's budget) and, at the longest D, after the second (the paper's "
+        "extra budget); a fixed random mask trained 2 D updates. "
+        + (f"An epoch is {epoch} updates. " if epoch else "")
+        + "Each cell: test BLEU / valid loss of the checkpoint at the network's last update.",
+        "",
+        markdown_table(["D", "N (epochs)", "dense at D", "prune-from-dense", "C-GaP, 1 round", "C-GaP - prune",
+                        "C-GaP, 2 rounds", "2 rounds - prune", "random mask, 2 D"], rows),
+        "",
+        f"The control, the study's C-GaP ({steps_k} steps of {control_step} updates, a {finetune}-update fine-tune): "
+        "in one process "
+        "(Adam moments and step counts carried across steps, but for the elements a step changes) against a "
+        "process per step (fresh ones; the same data order and learning rate):",
+        "",
+        markdown_table(["C-GaP", "test BLEU / valid loss"], [[k, _cell(*v)] for k, v in at_control.items()]),
+        "",
+    ]
+    for title, steps in step_tables:
+        lines += [f"Per step, {title}: the share of the weights the end-of-step prune keeps in the grown partition "
+                  "that the step grew; valid loss with the partition dense and after the prune:", "",
+                  markdown_table(["step", "matrices", "grown share", "valid dense", "valid at S", "lost"],
+                                 [[str(r["step"]), str(r["matrices"]), f"{r['grown_share']:.3f}",
+                                   f"{r['valid_dense']:.3f}", f"{r['valid_at_s']:.3f}", f"{r['lost']:+.3f}"]
+                                  for r in steps]), ""]
+    path = os.path.join(output, "ladder.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return [path, plot(os.path.join(output, "ladder.png"), points, bool(epoch))]
+
+
+def plot(path: str, points, in_epochs: bool) -> str:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (ax, what) in enumerate(zip(axes, ("test BLEU", "valid loss"))):
+        for marker, label, k in (("o", "C-GaP, 1 round (equal budget)", 1), ("s", "C-GaP, 2 rounds (the paper's budget)", 2),
+                                 ("v", "fixed random mask (equal budget)", 3)):
+            xy = [(p[0], p[k][i]) for p in points if p[k][i] is not None]
+            if xy:
+                ax.plot(*zip(*xy), marker=marker, linestyle="-" if k == 1 else "none", label=label)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("C-GaP step length (" + ("epochs" if in_epochs else "updates") + ")")
+        ax.set_ylabel(f"{what}: minus prune-from-dense's")
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("C-GaP against prune-from-dense at 90% sparsity, by step length")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
