@@ -21,6 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_PREP = os.path.join(ROOT, "data-prep")
 sys.path.insert(0, DATA_PREP)
 
+import bible_align  # noqa: E402
+import bible_text  # noqa: E402
 import build_bible_corpus as build  # noqa: E402
 import common  # noqa: E402
 import moses  # noqa: E402
@@ -51,7 +53,7 @@ def refs():
 
 def bible_order(osis):
     book, chapter, verse = osis.rsplit(".", 2)
-    return build.BOOK_INDEX[book], int(chapter), int(verse)
+    return bible_text.BOOK_INDEX[book], int(chapter), int(verse)
 
 
 # ------------------------------------------------------------------- the shipped files
@@ -128,35 +130,35 @@ def test_strip_markup():
     kjv = ('<w savlm="strong:H7225">In</w> the \\nd <w savlm="strong:H3068">LORD</w></divineName> ¶ '
            '<transChange type="added">[but] are</transChange><note type="x">a note</note> '
            '<q marker="">x</q>&amp;<milestone type="line"/>  ')
-    assert build.strip_markup(kjv, "en") == "In the LORD but are x&"
+    assert bible_text.strip_markup(kjv, "en") == "In the LORD but are x&"
     rv = ('<w savlm="strong:H3318">sáca</w><transChange type="added">lo</transChange> '
           '<transChange type="added">Salmo</transChange><w savlm="strong:H1732">de David</w>, '
           '<w savlm="strong:H3808">y no</w><transChange type="added">lo</transChange>hizo')
-    assert build.strip_markup(rv, "es") == "sácalo Salmo de David, y no lo hizo"
+    assert bible_text.strip_markup(rv, "es") == "sácalo Salmo de David, y no lo hizo"
 
 
 def test_psalm_titles_and_repeated_headings():
-    ps, gen = build.BOOK_INDEX["Ps"], build.BOOK_INDEX["Gen"]
+    ps, gen = bible_text.BOOK_INDEX["Ps"], bible_text.BOOK_INDEX["Gen"]
     title = '<title canonical="true" type="psalm">A <w savlm="strong:H4210">Psalm</w> of David.</title> <lg sID="1"/>'
     other = '<title canonical="true" type="psalm">A Song.</title> <lg sID="2"/>'
     raw = [((ps, 2, 12), "", "Kiss the Son."), ((ps, 3, 1), title, "LORD, how"), ((ps, 3, 2), title, "Many"),
            ((ps, 4, 1), other, "Hear me"), ((ps, 4, 2), other, "O ye sons")]
-    verses, stats = build.english_verses(raw)
+    verses, stats = bible_text.english_verses(raw)
     assert [verses[r] for r, _, _ in raw] == ["Kiss the Son.", "A Psalm of David. LORD, how", "Many",
                                               "A Song. Hear me", "O ye sons"]
     assert stats == {"Psalm titles moved into verse 1": 2}
     with pytest.raises(common.PrepError, match="unexpected heading before Gen.1.2"):
-        build.english_verses([((gen, 1, 1), "", "In"), ((gen, 1, 2), "<title>Creation</title>", "And")])
+        bible_text.english_verses([((gen, 1, 1), "", "In"), ((gen, 1, 2), "<title>Creation</title>", "And")])
 
 
 def test_spanish_fixes():
-    ps, rom, gen = build.BOOK_INDEX["Ps"], build.BOOK_INDEX["Rom"], build.BOOK_INDEX["Gen"]
+    ps, rom, gen = bible_text.BOOK_INDEX["Ps"], bible_text.BOOK_INDEX["Rom"], bible_text.BOOK_INDEX["Gen"]
     raw = [((gen, 1, 1), "", "EN el principio crió Dios"), ((gen, 1, 2), "", "Y dijo Jehová á Moisés en Egipto"),
            ((gen, 2, 1), "", "Y JEHOVÁ DIJO á MOISÉS"), ((gen, 3, 1), "", "Salmo de David. ¡OH Dios"),
            ((ps, 119, 1), "", "ALEPH. BIENAVENTURADOS los perfectos"), ((ps, 119, 9), "", "BETH ¿Con qué"),
            ((rom, 16, 27), "", "sea gloria para siempre. Amén. Fué escrita de Corinto á los Romanos."),
            ((rom, 16, 28), "", "")]
-    verses, stats = build.spanish_verses(raw)
+    verses, stats = bible_text.spanish_verses(raw)
     assert [verses[r] for r, _, _ in raw] == [
         "En el principio crió Dios", "Y dijo Jehová á Moisés en Egipto", "Y Jehová dijo á MOISÉS",
         "Salmo de David. ¡Oh Dios", "Bienaventurados los perfectos", "¿Con qué",
@@ -183,7 +185,7 @@ def test_alignment_drops_shifted_verses():
     for ref in shifted[1:]:
         es[ref] = en[ref[0], ref[1], ref[2] - 1]
     es[0, 3, 1] = en[0, 2, 30] + " " + en[0, 3, 1]  # the last verse of chapter 2 moved into 3:1
-    kept, dropped, _ = build.align(en, es)
+    kept, dropped, _ = bible_align.align(en, es)
     assert dropped[0, 2, 4] == "empty in RV1909"
     assert set(dropped) == set(shifted) | {(0, 3, 1)}
     assert kept == [r for r in refs if r not in dropped]
