@@ -100,7 +100,8 @@ def _finetune(name: str, d: str, data: str, budget: Budget, seed: int, smoke: bo
 
 def jobs(output: str, data: str, rungs: List[int], seed: int, budget: Budget, smoke: bool) -> List[Job]:
     """Every command of the ladder, rung by rung (the runner starts them in this order): each rung
-    complete before the next, the N = 125 control after the first."""
+    complete before the next (dense, prune-from-dense, C-GaP, then the random mask), the N = 125
+    control after the first rung's C-GaP."""
     by_rung = {dense: [] for dense in rungs}
     # the dense run (plain fairseq), trained on from rung to rung
     d = run_dir(output, "dense", seed)
@@ -108,13 +109,6 @@ def jobs(output: str, data: str, rungs: List[int], seed: int, budget: Budget, sm
                      lambda n: _training(data, "translation", smoke, budget, n, seed, os.path.join(d, "checkpoints")),
                      data, "translation", "full", smoke)
     for length, chain in zip(rungs, dense):
-        by_rung[length] += chain
-    # the fixed random mask, 2 D updates
-    d = run_dir(output, "random-mask", seed)
-    random = _chained(f"random-mask/seed{seed}", d, [2 * n for n in rungs],
-                      lambda n: _training(data, PLUGIN_TASK, smoke, budget, n, seed, os.path.join(d, "checkpoints"))
-                      + list(SPARSITY), data, PLUGIN_TASK, "sparse", smoke)
-    for length, chain in zip(rungs, random):
         by_rung[length] += chain
     for length, chain in zip(rungs, dense):
         key = f"prune-{length}"
@@ -139,6 +133,13 @@ def jobs(output: str, data: str, rungs: List[int], seed: int, budget: Budget, sm
         by_rung[length] += steps
         for r in range(1, rounds + 1):
             by_rung[length] += _finetune(name, d, data, budget, seed, smoke, steps[r * KAPPA], length, f"finetune{r}")
+    # the fixed random mask, 2 D updates: the floor, last in each rung (the first is the study's row)
+    d = run_dir(output, "random-mask", seed)
+    random = _chained(f"random-mask/seed{seed}", d, [2 * n for n in rungs],
+                      lambda n: _training(data, PLUGIN_TASK, smoke, budget, n, seed, os.path.join(d, "checkpoints"))
+                      + list(SPARSITY), data, PLUGIN_TASK, "sparse", smoke)
+    for length, chain in zip(rungs, random):
+        by_rung[length] += chain
     # the control: the study's one-process C-GaP and the same schedule as processes
     control_budget = budget  # the study's U
     steps_k, per_step, finetune = control_budget.cgap()
@@ -148,7 +149,9 @@ def jobs(output: str, data: str, rungs: List[int], seed: int, budget: Budget, sm
     steps = _cgap_steps(name, d, data, budget, seed, smoke, per_step, steps_k, warmup)
     control += steps + _finetune(name, d, data, budget, seed, smoke, steps[-1], finetune, "finetune", warmup, go_on=True)
     first = rungs[0]
-    return by_rung[first] + control + [j for n in rungs[1:] for j in by_rung[n]]
+    floor = [j for j in by_rung[first] if j.name.startswith("random-mask/")]
+    return ([j for j in by_rung[first] if j not in floor] + control + floor
+            + [j for n in rungs[1:] for j in by_rung[n]])
 
 
 def main(argv=None):
