@@ -269,14 +269,16 @@ def test_c10d_wrapper_with_find_unused_parameters_gives_the_unwrapped_gradients(
     (["--alternate", "--core-distill", "-0.5"], "--core-distill must be in [0, 1], got -0.5"),
     (["--alternate", "--core-distill", "0.5", "--core-distill-temperature", "0"],
      "--core-distill-temperature must be > 0, got 0.0"),
-    (["--alternate", "--core-distill", "0.5", "--core-distill-start", "-1"], "--core-distill-start must be >= 0, got -1"),
+    (["--alternate", "--core-distill", "0.5", "--core-distill-start", "-1"],
+     "--core-distill-start must be >= 0, got -1"),
     (["--core-distill", "0.5"], "--core-distill distils the full network into the core on the core updates of "
                                 "--alternate: add --alternate"),
     (["--alternate", "--max-level", "1", "--core-distill", "0.5"],
      "--core-distill needs the full network as its teacher: drop --max-level 1"),
     (["--max-level", "1", "--core-distill", "0.5"], "--core-distill needs the full network as its teacher"),
     (["--gap-sparsity", "0.5", "--core-distill", "0.5"], "--core-distill distils an ATS core, GaP has none"),
-    (["--alternate", "--core-distill-temperature", "2"], "--core-distill-temperature has no effect without --core-distill > 0"),
+    (["--alternate", "--core-distill-temperature", "2"],
+     "--core-distill-temperature has no effect without --core-distill > 0"),
     (["--alternate", "--core-distill-start", "100"], "--core-distill-start has no effect without --core-distill > 0"),
 ], ids=["alpha-high", "alpha-negative", "temperature", "start", "no-alternate", "alternate-max-level-1",
         "max-level-1", "gap", "temperature-alone", "start-alone"])
