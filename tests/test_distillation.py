@@ -1,6 +1,8 @@
 """In-place distillation on ATS core updates (--core-distill): the mixed loss by hand, no teacher at
 ALPHA = 0, no leak into the extension, the start, resume, data parallelism, the diagnostics, errors."""
+import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -287,3 +289,22 @@ def test_bad_input_is_one_line_before_training(data_dir, tmp_path, flags, messag
         h.train_translation_model(data_dir, flags, save_dir=str(tmp_path))
     assert message in str(error.value) and "\n" not in str(error.value)
     assert not os.path.exists(tmp_path / "checkpoint_last.pt")
+
+
+def test_the_benchmark_times_a_distilled_core_update_against_ats_and_a_full_update(tmp_path):
+    from test_benchmark import SCRIPT, TINY
+
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, SCRIPT, "--cpu", "--threads", "1", "--arch", "transformer", "--arch-args", TINY,
+         "--max-tokens", "500", "--warmup", "1", "--repeats", "2", "--skip-memory",
+         "--configs", "ats-rank-0.25,distill-rank-0.25", "--json", str(out)],
+        cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "with --core-distill" in proc.stdout
+    train = json.loads(out.read_text())["train"]
+    core, avg = train["distill-rank-0.25/core"], train["distill-rank-0.25/avg"]
+    for key in ("ratio_to_ats", "ratio_to_ats_cpu", "ratio_to_full", "ratio_to_full_cpu"):
+        assert math.isfinite(core[key]) and core[key] > 0, key
+    assert math.isfinite(avg["ratio_to_ats"]) and "ratio_to_full" not in avg
+    assert core["params"] == train["ats-rank-0.25/core"]["params"] < train["distill-rank-0.25/full"]["params"]
