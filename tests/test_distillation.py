@@ -189,6 +189,18 @@ def test_a_distilled_core_update_leaves_the_extension_and_its_adam_state_untouch
         assert torch.equal(now[i]["exp_avg_sq"], before[i]["exp_avg_sq"])
 
 
+def test_a_distilled_checkpoint_exports_and_translates(data_dir, tmp_path):
+    """Export builds the task with --max-level 1 or without --alternate: no teacher is needed there."""
+    from fairseq_partitioned.cli.export import export
+
+    _train(data_dir, str(tmp_path), DISTILL, 2)
+    ckpt, core = str(tmp_path / "checkpoint_last.pt"), str(tmp_path / "core.pt")
+    export(ckpt, "full", str(tmp_path / "full.pt"))
+    export(ckpt, "core", core)
+    assert h.hypotheses(h.generate_main(data_dir, [], path=core)) == h.hypotheses(
+        h.generate_main(data_dir, ["--max-level", "1"], path=ckpt))
+
+
 def test_resume_inside_epoch_1_is_bit_exact(data_dir, tmp_path):
     flags = DISTILL + ["--core-distill-temperature", "2", "--core-distill-start", "2"] + LONG_EPOCHS
     straight = str(tmp_path / "straight")

@@ -21,7 +21,7 @@ import torch
 from ..modules import PartitionSpec, parameter_counts, partition_model, partitioned_modules, set_level
 from ..schedules import level_for_update
 from .base import TrainingMethod
-from .distillation import CoreDistillation, reduce_distill_metrics
+from .distillation import CoreDistillation, check_teacher, reduce_distill_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class AlternatingTraining(TrainingMethod):
             )
 
     def build_model(self, model, from_checkpoint):
+        if not from_checkpoint:  # a training run
+            check_teacher(self.cfg)
         spec = self._spec_for_build(from_checkpoint)
         partition_model(model, spec)
         self.spec = spec

@@ -39,7 +39,7 @@ DISTILL_KEY = "distill_loss"
 
 
 def check_distill_config(cfg):
-    """One-line errors, before training, for values out of range and runs without a teacher."""
+    """One-line errors for values out of range, flags without effect, and GaP (no core to distil)."""
     alpha, temperature, start = cfg.core_distill, cfg.core_distill_temperature, cfg.core_distill_start
     if not 0 <= alpha <= 1:
         raise ValueError(f"--core-distill must be in [0, 1], got {alpha}")
@@ -55,6 +55,16 @@ def check_distill_config(cfg):
         return
     if cfg.gap_sparsity > 0:
         raise ValueError("--core-distill distils an ATS core, GaP has none: drop --core-distill or --gap-sparsity")
+    if cfg.alternate:  # a training run: evaluation and export drop --alternate
+        check_teacher(cfg)
+
+
+def check_teacher(cfg):
+    """A training run with --core-distill needs the full network trained beside the core. Without
+    --alternate it is checked when a training run builds its model: evaluating or exporting a distilled
+    checkpoint drops --alternate or sets --max-level 1, and needs no teacher."""
+    if cfg.core_distill == 0:
+        return
     if cfg.max_level == 1:
         raise ValueError("--core-distill needs the full network as its teacher: drop --max-level 1")
     if not cfg.alternate:
