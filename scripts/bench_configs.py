@@ -94,7 +94,7 @@ def default_data_bin(workdir: str) -> str:
 @dataclass
 class TrainConfig:
     name: str  # what --configs selects
-    role: str  # vanilla | ats | core | gap
+    role: str  # vanilla | ats | core | distill (ATS with --core-distill) | gap
     flags: List[str]
     kind: Optional[str] = None  # rank | width
     ratio: Optional[str] = None
@@ -121,6 +121,9 @@ def all_configs():
             # Each ATS model sits beside its standalone core, so the two are timed back to back.
             train.append(TrainConfig(f"ats-{kind}-{r}", "ats", part + ["--alternate"], kind, r))
             train.append(TrainConfig(f"core-{kind}-{r}", "core", part + ["--max-level", "1"], kind, r))
+            # ATS with in-place distillation (--core-distill): its core update adds the teacher's forward.
+            train.append(TrainConfig(f"distill-{kind}-{r}", "distill", part + ["--alternate", "--core-distill", "0.5"],
+                                     kind, r))
             gen.append(GenConfig(f"gen-ats-{kind}-{r}", f"ats-{kind}-{r}", "full"))
             gen.append(GenConfig(f"gen-core-{kind}-{r}", f"core-{kind}-{r}", "core"))
     # GaP's masked update: --gap-sparsity without --alternate trains with fixed random masks at 90%
@@ -182,7 +185,7 @@ def build(config: TrainConfig, cfg) -> Built:
     trainer = Trainer(cfg, task, model, criterion)
     trainer.lr_step(1)  # as checkpoint_utils.load_checkpoint does: builds the optimizer and scheduler
     built = Built(config, cfg, task, trainer.model, trainer)
-    if config.role in ("ats", "core"):
+    if config.role in ("ats", "core", "distill"):
         counts = parameter_counts(trainer.model)
         built.params = {"full": counts.get("level2") or counts["level1"], "core": counts["level1"]}
     else:

@@ -62,6 +62,12 @@ def report(result) -> str:
         rows.append(row + ([fmt(r.get("mfu"), ".1%")] if mfu else []))
     if rows:
         out += [format_table(header, rows), ""]
+    distilled = [[name, fmt(r["median_s"], ".4f")] + [fmt(r.get(key), ".3f") for key in (
+                     "ratio_to_ats", "ratio_to_ats_cpu", "ratio_to_full", "ratio_to_full_cpu")]
+                 for name, r in result["train"].items() if r["role"] == "distill" and r["level"] != "full"]
+    if distilled:
+        out += [format_table(["with --core-distill", "median s", "x ATS, same update", "(cpu)",
+                              "x its full update", "(cpu)"], distilled), ""]
     if result["generate"]:
         rows = [[name, fmt(r["median_s"], ".4f"), fmt(r["tokens_per_s"], ".0f"),
                  fmt(r["ratio_to_vanilla"], ".3f"), f"{r['params'] / 1e6:.2f}M"]

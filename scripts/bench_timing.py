@@ -22,6 +22,7 @@ from bench_configs import Built, GenConfig
 from fairseq_partitioned.optim import find_partitioned_optimizer
 
 logger = logging.getLogger("benchmark")
+ALTERNATING = ("ats", "distill")  # roles whose rounds time a full update and the core update after it
 BEAM = 4  # generation rows: fairseq's SequenceGenerator with this beam
 
 
@@ -45,14 +46,14 @@ def timed(fn: Callable, cuda: bool, collect: bool = True):
 
 def train_steps(b: Built):
     """The rows one round of this configuration times, with the level the update must train."""
-    if b.config.role == "ats":
+    if b.config.role in ALTERNATING:
         return [(f"{b.config.name}/full", "full"), (f"{b.config.name}/core", "core")]
     return [(b.config.name, "full" if b.config.role != "core" else "core")]
 
 
 def run_update(b: Built, sample, expect: str):
     trainer = b.trainer
-    if b.config.role == "ats":
+    if b.config.role in ALTERNATING:
         # The level is chosen by the update number (Algorithm 1): check that we time what we say.
         level = b.task.method.level(trainer.get_num_updates())
         actual = "full" if level == b.task.method.top_level else "core"
@@ -89,10 +90,10 @@ def time_training(args, built: List[Built], batches) -> Dict[str, dict]:
                     + ", ".join(f"{r} {v['seconds'][-1]:.3f}s" for r, v in rows.items()))
     # The cost of one ATS update averaged over the alternation (one full + one core update).
     for b in built:
-        if b.config.role == "ats":
+        if b.config.role in ALTERNATING:
             full, core = rows[f"{b.config.name}/full"], rows[f"{b.config.name}/core"]
             rows[f"{b.config.name}/avg"] = {
-                "config": b.config.name, "role": "ats", "level": "avg", "kind": b.config.kind,
+                "config": b.config.name, "role": b.config.role, "level": "avg", "kind": b.config.kind,
                 "ratio": b.config.ratio, "params": b.params["full"],
                 "seconds": [(f + c) / 2 for f, c in zip(full["seconds"], core["seconds"])],
                 "cpu_seconds": [(f + c) / 2 for f, c in zip(full["cpu_seconds"], core["cpu_seconds"])],
@@ -115,6 +116,13 @@ def summarise(rows: Dict[str, dict]):
             if row.get("role") == "ats" and row.get("level") == "core":
                 ref = rows.get(f"core-{row['kind']}-{row['ratio']}")
                 row["ratio_to_core_standalone" + suffix] = paired_ratio(row, ref, key)
+            if row.get("role") == "distill" and row.get("level") in ("core", "avg"):
+                # the cost of distillation: against the same update of ATS without it (a core update,
+                # the average over the alternation) and, a core update, against a full update
+                ats = rows.get(f"ats-{row['kind']}-{row['ratio']}/{row['level']}")
+                row["ratio_to_ats" + suffix] = paired_ratio(row, ats, key)
+                if row["level"] == "core":
+                    row["ratio_to_full" + suffix] = paired_ratio(row, rows[f"{row['config']}/full"], key)
 
 
 def paired_ratio(row, ref, key="seconds") -> Optional[float]:

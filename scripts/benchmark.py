@@ -16,6 +16,10 @@ update. All configurations train on the SAME pre-loaded batches (round i uses ba
   each round times one even update (row ``/full``) and the odd update that follows it (row ``/core``);
   ``/avg`` is their mean, the cost of one ATS update averaged over the alternation.
 - ``core-KIND-R``: ``--max-level 1``, the core trained alone: the reference for an ATS core update.
+- ``distill-KIND-R``: ATS with in-place distillation (``--alternate --core-distill 0.5``): its core
+  update runs the full network's forward without gradient as well; its core update and its average
+  over the alternation are reported against the same of ``ats-KIND-R`` (``x ATS, same update``), its
+  core update also against its own full update of the same round.
 - ``gap-0.9``: GaP's masked update, fixed random masks at 90% (``--gap-sparsity 0.9``).
 - ``gen-*``: forward-only inference, fairseq's SequenceGenerator (beam 4) through ``task.inference_step``
   on fixed batches of the valid split (``--gen-batch-size`` sentences), for vanilla, the full network

@@ -6,6 +6,8 @@ The papers' comparisons, at CPU scale, on the bundled English -> Spanish Bible c
 - ATS (Mohtashami, Jaggi, Stich, AISTATS 2022, Tables 1-2): a standard Transformer; alternating training
   of a low-rank core r = 1/32 (its full network and its core, from one run); the same core trained
   alone (``--max-level 1``); the same for the small-width core r = 1/32.
+- ATS with in-place distillation of the core from the full network (``--core-distill``; universally
+  slimmable networks, Yu & Huang 2019): both core kinds, ALPHA 0.5 from half of U on.
 - GaP (Ma et al., ICLR 2022, Table 4): C-GaP at 90% with kappa = 3; prune-from-dense at 90% at the same
   total number of updates (U/2 dense, one-shot magnitude prune, U/2 fine-tune, as appendix B.5 splits
   40 + 40 epochs); a fixed random 90% mask trained from scratch.
@@ -80,10 +82,22 @@ class Row:
     networks: Tuple[str, ...] = ("full",)
     claims: Dict[str, str] = field(default_factory=dict)  # network -> what the paper reports
     varies: Optional[str] = None  # a choice the papers leave open: the row it varies, scored on valid only
+    distill_start: Optional[float] = None  # --core-distill-start as a share of U (fixed when trained further)
 
 
 ATS_RANK = ("--partitioned-linear-module-name", "PartitionedRankLinear", "--small-ratio", RATIO)
 ATS_WIDTH = ("--partitioned-linear-module-name", "PartitionedLinear", "--small-ratio", RATIO)
+
+
+def distill(alpha: str = "0.5", *more: str) -> Tuple[str, ...]:
+    """ATS with in-place distillation on its core updates (``--core-distill``). A row starts it late
+    (``distill_start``): early on the teacher has barely learned, and a first try at the quickstart's
+    scale, distilling from update 0, hurt both networks."""
+    return ("--alternate", "--core-distill", alpha, *more)
+
+
+DISTILL_CLAIMS = {"core": "(no NMT number; US-Nets, Yu & Huang 2019: sub-networks with in-place distillation "
+                          "match or beat those trained alone, ImageNet)"}
 
 ROWS: Tuple[Row, ...] = (
     Row("standard", "standard Transformer", "vanilla", (), ("full",),
@@ -96,6 +110,10 @@ ROWS: Tuple[Row, ...] = (
         {"core": "ATS T.2a: 23.84 (0.25), above the core alone", "full": "ATS T.2a: 30.41 (0.40)"}),
     Row("core-width", "small-width core r=1/32 alone", "plugin", ATS_WIDTH + ("--max-level", "1"), ("core",),
         {"core": "ATS T.2a: 23.58 (0.58)"}),
+    Row("ats-rank-distill", "ATS + in-place distillation, low-rank core r=1/32", "plugin", ATS_RANK + distill(),
+        ("full", "core"), DISTILL_CLAIMS, distill_start=0.5),
+    Row("ats-width-distill", "ATS + in-place distillation, small-width core r=1/32", "plugin", ATS_WIDTH + distill(),
+        ("full", "core"), DISTILL_CLAIMS, distill_start=0.5),
     Row("cgap", "C-GaP 90%, kappa=3", "plugin", ("--alternate", "--gap-sparsity", "0.9", "--gap-partitions", "3"),
         ("sparse",), {"sparse": "GaP T.4: 27.7, above prune-from-dense and dense (WMT14)"}),
     Row("prune", "prune-from-dense 90%", "prune", ("--gap-sparsity", "0.9"), ("sparse",),
@@ -113,10 +131,20 @@ CHOICES: Tuple[Row, ...] = (
         ATS_WIDTH + ("--alternate", "--core-attention-scale", "core"), ("full", "core"), varies="ats-width"),
     Row("core-width-core-scale", "small-width core alone, attention scaled by its width", "plugin",
         ATS_WIDTH + ("--max-level", "1", "--core-attention-scale", "core"), ("core",), varies="core-width"),
+    # In-place distillation's own choices, next to ALPHA 0.5, T 1, from U/2 on.
+    Row("ats-rank-distill-alpha-0.25", "ATS + distillation, low-rank core, ALPHA 0.25", "plugin",
+        ATS_RANK + distill("0.25"), ("full", "core"), varies="ats-rank-distill", distill_start=0.5),
+    Row("ats-rank-distill-alpha-0.75", "ATS + distillation, low-rank core, ALPHA 0.75", "plugin",
+        ATS_RANK + distill("0.75"), ("full", "core"), varies="ats-rank-distill", distill_start=0.5),
+    Row("ats-rank-distill-t2", "ATS + distillation, low-rank core, temperature 2", "plugin",
+        ATS_RANK + distill("0.5", "--core-distill-temperature", "2"), ("full", "core"), varies="ats-rank-distill",
+        distill_start=0.5),
+    Row("ats-rank-distill-from-0", "ATS + distillation, low-rank core, from update 0", "plugin",
+        ATS_RANK + distill(), ("full", "core"), varies="ats-rank-distill", distill_start=0.0),
 )
 ROW = {row.key: row for row in ROWS + CHOICES}
-EXTENSIBLE = ("standard", "ats-rank", "core-rank", "ats-width", "core-width", "random-mask") + tuple(
-    row.key for row in CHOICES)  # one run each, its length free
+EXTENSIBLE = ("standard", "ats-rank", "core-rank", "ats-width", "core-width", "random-mask", "ats-rank-distill",
+              "ats-width-distill") + tuple(row.key for row in CHOICES)  # one run each, its length free
 
 
 @dataclass
@@ -191,6 +219,8 @@ def jobs(row: Row, seed: int, output: str, data: str, budget: Budget, length: Op
     else:
         task = "translation" if row.method == "vanilla" else PLUGIN_TASK
         train = _training(data, task, smoke, budget, length, seed, ckpt) + list(row.flags)
+        if row.distill_start is not None:
+            train += ["--core-distill-start", str(round(row.distill_start * budget.updates))]
         out.append(Job(f"{name}/train", train, os.path.join(d, "train.log"), updates=length))
     trained = out[-1].name
     task = "translation" if row.method == "vanilla" else PLUGIN_TASK

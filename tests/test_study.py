@@ -98,3 +98,11 @@ def test_bad_input_is_one_line(study):
     assert "study: error: --train-to: cgap cannot be trained beyond --updates" in out
     assert "give a multiple of 2 x --interval" in _study("--updates", "20", ok=False)
     assert "study: error: --report-only: no study in" in _study("--report-only", "--output-dir", study + "-none", ok=False)
+
+
+def test_distilled_rows_start_at_half_of_u_also_when_trained_further():
+    out = _study("--rows", "ats-rank-distill,ats-rank-distill-from-0", "--train-to", "48", "--dry-run")
+    trains = [line for line in out.splitlines() if "fairseq_cli.train" in line]
+    assert len(trains) == 2 and all("--alternate --core-distill 0.5" in t and "--max-update 48" in t for t in trains)
+    assert trains[0].split(" > ")[0].endswith("--core-distill-start 8")  # U = 16
+    assert trains[1].split(" > ")[0].endswith("--core-distill-start 0")

@@ -8,6 +8,8 @@ with nested cores); without it always the top level built (``--max-level``: 1 = 
 forward pass runs at that level; the update mask holds the parameters that level uses, so a core
 update leaves the extension, and its optimizer state, untouched. ``--alternate-lr-coef`` scales the
 learning rate of the updates below the top level. Validation reports the loss of every level.
+``--core-distill`` adds in-place distillation from the top level to the updates below it
+(``distillation.py``).
 """
 import logging
 import math
@@ -19,6 +21,7 @@ import torch
 from ..modules import PartitionSpec, parameter_counts, partition_model, partitioned_modules, set_level
 from ..schedules import level_for_update
 from .base import TrainingMethod
+from .distillation import CoreDistillation, check_teacher, reduce_distill_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class AlternatingTraining(TrainingMethod):
         self._checkpoint_spec: Optional[PartitionSpec] = None  # of the checkpoint being evaluated
         self._layers_of = None  # (model, its partitioned layers)
         self._update_masks: Dict[int, List[bool]] = {}
+        self.distill = CoreDistillation(cfg.core_distill, cfg.core_distill_temperature, cfg.core_distill_start)
 
     @property
     def top_level(self) -> int:
@@ -96,6 +100,8 @@ class AlternatingTraining(TrainingMethod):
             )
 
     def build_model(self, model, from_checkpoint):
+        if not from_checkpoint:  # a training run
+            check_teacher(self.cfg)
         spec = self._spec_for_build(from_checkpoint)
         partition_model(model, spec)
         self.spec = spec
@@ -137,6 +143,15 @@ class AlternatingTraining(TrainingMethod):
     def lr_coef(self, update_num):
         return self.cfg.alternate_lr_coef if self.level(update_num) < self.top_level else 1.0
 
+    def training_criterion(self, model, criterion, update_num):
+        """An update below the top level, once distillation is on, learns from the top level too."""
+        level = self.level(update_num)
+        if level == self.top_level or not self.distill.active(update_num):
+            return criterion
+        layers = self._layers(model)
+        return self.distill.criterion(criterion, lambda: set_level(layers, self.top_level),
+                                      lambda: set_level(layers, level))
+
     # ------------------------------------------------------------------------- evaluation
     def valid_step(self, model, criterion, sample):
         """The loss of every level below the top; leaves the model at the top level."""
@@ -167,6 +182,7 @@ class AlternatingTraining(TrainingMethod):
             if any(f"{name}_nll_loss" in log for log in logging_outputs):
                 nll = sum(log.get(f"{name}_nll_loss", 0) for log in logging_outputs)
                 metrics.log_scalar(f"{name}_nll_loss", nll / max(ntokens, 1) / math.log(2), ntokens, round=3)
+        reduce_distill_metrics(logging_outputs)
 
     def begin_inference(self, models):
         for model in models:

@@ -10,6 +10,8 @@ fairseq hooks do nothing but call these methods, in this order:
     begin_epoch      at the start of every training epoch
     begin_update     at every micro-batch of update t (idempotent within the update): forward mask
     update_mask      the update mask of update t, handed to the optimizer before its gradient norm
+    training_criterion
+                     the criterion of a micro-batch of update t (the task's own, or one that wraps it)
     lr_coef          the learning-rate multiplier of update t
     begin_validation before a validation; valid_step / reduce_metrics add the method's metrics
     begin_inference  before generating with the models
@@ -49,6 +51,11 @@ class TrainingMethod:
 
     def lr_coef(self, update_num: int) -> float:
         return 1.0
+
+    def training_criterion(self, model: nn.Module, criterion, update_num: int):
+        """What the training step of update t calls as its criterion: ``criterion`` itself, or one that
+        wraps it (ATS's in-place distillation, ``distillation.py``)."""
+        return criterion
 
     def begin_validation(self, model: nn.Module):
         pass

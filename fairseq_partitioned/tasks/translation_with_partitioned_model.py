@@ -24,6 +24,7 @@ from .. import checkpoints
 from ..checkpoints import PLUGIN_KEYS, TASK_NAME, config_value
 from ..diagnostics import measure_alignment
 from ..methods import AlternatingTraining, GrowAndPrune, check_gap_config
+from ..methods.distillation import check_distill_config
 from ..modules import MODULE_KINDS
 from ..modules.partitioning import CORE_ATTENTION_SCALES, LOW_RANK_INITS
 from ..optim import find_partitioned_optimizer
@@ -148,6 +149,19 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
     max_update: int = II("optimization.max_update")
     lr_scheduler_name: Optional[str] = II("lr_scheduler._name")
     seed: int = II("common.seed")
+    # In-place distillation of the core from the full network (methods/distillation.py).
+    core_distill: float = field(
+        default=0.0,
+        metadata={"help": "ALPHA in [0, 1]: the core updates of --alternate minimise (1 - ALPHA) x the criterion "
+                          "+ ALPHA x the cross-entropy against the full network's output on the same batch "
+                          "(0 = off: no teacher forward)"},
+    )
+    core_distill_temperature: float = field(
+        default=1.0, metadata={"help": "T > 0: teacher and core distributions at temperature T (the term x T^2)"}
+    )
+    core_distill_start: int = field(
+        default=0, metadata={"help": "no distillation in the first U updates (update numbers 0..U-1)"}
+    )
 
 
 @register_task(TASK_NAME, dataclass=TranslationWithPartitionedModelConfig)
@@ -157,6 +171,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
     def __init__(self, cfg: TranslationWithPartitionedModelConfig, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
         check_gap_config(cfg)
+        check_distill_config(cfg)
         self.method = GrowAndPrune(cfg, seed=_seed(cfg)) if cfg.gap_sparsity > 0 else AlternatingTraining(cfg)
         if cfg.gradient_alignment_interval < 0:
             raise ValueError(f"--gradient-alignment-interval must be >= 0, got {cfg.gradient_alignment_interval}")
@@ -203,6 +218,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
             extra = max(0, inner.num_parameters - len(mask))  # the criterion's parameters, if it has any
             inner.set_update_mask(list(mask) + [True] * extra)
         alignment = self._measure_alignment(sample, model, criterion, optimizer, update_num)
+        criterion = self.method.training_criterion(model, criterion, update_num)
         loss, sample_size, logging_output = super().train_step(
             sample, model, criterion, optimizer, update_num, ignore_grad
         )
