@@ -23,6 +23,7 @@ from omegaconf import II
 from .. import checkpoints
 from ..checkpoints import PLUGIN_KEYS, TASK_NAME, config_value
 from ..diagnostics import measure_alignment
+from ..errors import UsageError
 from ..methods import AlternatingTraining, GrowAndPrune, check_gap_config
 from ..modules import MODULE_KINDS
 from ..modules.partitioning import CORE_ATTENTION_SCALES, LOW_RANK_INITS
@@ -30,6 +31,7 @@ from ..optim import find_partitioned_optimizer
 from ..optim.adam_for_partitioned_model import OPTIMIZER_NAME
 from ..pruning import BLOCK_SCORES, LAYOUTS
 from ..version import __version__, fairseq_distribution
+from .checks import check_evaluated_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +150,7 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
     max_update: int = II("optimization.max_update")
     lr_scheduler_name: Optional[str] = II("lr_scheduler._name")
     seed: int = II("common.seed")
+    eval_path: Optional[str] = II("common_eval.path")  # fairseq-generate's --path
 
 
 @register_task(TASK_NAME, dataclass=TranslationWithPartitionedModelConfig)
@@ -157,9 +160,10 @@ class TranslationWithPartitionedModelTask(TranslationTask):
     def __init__(self, cfg: TranslationWithPartitionedModelConfig, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
         check_gap_config(cfg)
+        check_evaluated_checkpoints(cfg)
         self.method = GrowAndPrune(cfg, seed=_seed(cfg)) if cfg.gap_sparsity > 0 else AlternatingTraining(cfg)
         if cfg.gradient_alignment_interval < 0:
-            raise ValueError(f"--gradient-alignment-interval must be >= 0, got {cfg.gradient_alignment_interval}")
+            raise UsageError(f"--gradient-alignment-interval must be >= 0, got {cfg.gradient_alignment_interval}")
         if cfg.alternate or cfg.gap_sparsity > 0:
             _check_data_parallel(cfg)
         self._optimizer_checked = False
@@ -169,10 +173,9 @@ class TranslationWithPartitionedModelTask(TranslationTask):
 
     # ----------------------------------------------------------------------------- model
     def build_model(self, cfg, from_checkpoint=False):
-        if not from_checkpoint:  # a training run: it may resume from a checkpoint
-            path = checkpoints.restore_path(self.cfg)
-            if path is not None:
-                self.method.resume_from(path, checkpoints.load_lazily(path))
+        path, state = (None, None) if from_checkpoint else checkpoints.read_for_resume(self.cfg)
+        if path is not None:  # a training run that resumes from a checkpoint
+            self.method.resume_from(path, state)
         model = super().build_model(cfg, from_checkpoint)
         return self.method.build_model(model, from_checkpoint)
 
@@ -213,7 +216,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         """Partial training needs our optimizer: it applies the update mask (DESIGN.md)."""
         if inner is None and (self.cfg.alternate or self.cfg.gap_sparsity > 0):
             flag = "--alternate" if self.cfg.gap_sparsity == 0 else "--gap-sparsity"
-            raise ValueError(f"{flag} needs --optimizer {OPTIMIZER_NAME}")
+            raise UsageError(f"{flag} needs --optimizer {OPTIMIZER_NAME}")
         self._optimizer_checked = True
 
     def _measure_alignment(self, sample, model, criterion, optimizer, update_num) -> dict:
@@ -281,9 +284,9 @@ def _check_data_parallel(cfg):
     if world <= 1:
         return
     if backend in ("c10d", "pytorch_ddp") and not config_value(cfg, "find_unused_parameters", False):
-        raise ValueError(
+        raise UsageError(
             f"--alternate with --ddp-backend {backend} needs --find-unused-parameters "
             "(or use --ddp-backend legacy_ddp)"
         )
     if backend in ("fully_sharded", "slowmo"):
-        raise ValueError(f"--alternate does not support --ddp-backend {backend}; use legacy_ddp or c10d")
+        raise UsageError(f"--alternate does not support --ddp-backend {backend}; use legacy_ddp or c10d")
