@@ -17,6 +17,7 @@ Checkpoints of version 0.1 kept GaP's schedule position on the layers (``<layer>
 import contextlib
 import logging
 import os
+import re
 import warnings
 from dataclasses import fields
 from typing import Dict, List, Optional, Tuple
@@ -26,7 +27,7 @@ from fairseq import checkpoint_utils
 from fairseq.tasks.translation import TranslationConfig
 from omegaconf import OmegaConf, open_dict
 
-from .errors import MissingCheckpoint, UnreadableCheckpoint
+from .errors import MissingCheckpoint, UnreadableCheckpoint, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,41 @@ def _newest_readable(broken: str, suffix: str) -> Tuple[Optional[str], Optional[
         return None, None
     _, path, state = max(found, key=lambda f: f[0])
     return path, state
+
+
+# The model's flags that set a tensor's shape (--encoder-ffn-embed-dim, --decoder-layers, ...).
+ARCHITECTURE_FIELD = re.compile(r"(^arch$|_name$|dim$|layers$|heads$|positions$|^share_)")
+
+
+def check_architecture(path: str, state: dict, model: torch.nn.Module, model_cfg):
+    """A resumed model whose tensors do not fit the checkpoint's: one line naming the architecture flags
+    that differ (fairseq's own error names none). Said only when some do: otherwise fairseq's load
+    tells what is wrong."""
+    saved = state.get("model") or {}
+    ours = dict(model.named_parameters())
+    ours.update(model.named_buffers())
+    misfit = [(name, tuple(saved[name].shape) if name in saved else None, tuple(t.shape)) for name, t in ours.items()
+              if name not in saved or tuple(saved[name].shape) != tuple(t.shape)]
+    theirs, mine = _fields((state.get("cfg") or {}).get("model")), _fields(model_cfg)
+    changed = [(name, theirs[name], mine[name]) for name in theirs
+               if ARCHITECTURE_FIELD.search(name) and name in mine and str(theirs[name]) != str(mine[name])]
+    if not misfit or not changed:
+        return
+    name, saved_shape, shape = misfit[0]
+    has = "has no " + name if saved_shape is None else f"has {name} of shape {saved_shape}, this model {shape}"
+    was = ", ".join(f"--{n.replace('_', '-')} {a}" for n, a, _ in changed)
+    now = ", ".join(f"--{n.replace('_', '-')} {b}" for n, _, b in changed)
+    raise UsageError(f"checkpoint {path} {has}: it was trained with {was}, this run uses {now}")
+
+
+def _fields(cfg) -> dict:
+    """A model configuration as a dict: fairseq keeps an argparse Namespace (legacy architectures) or a
+    config."""
+    if cfg is None:
+        return {}
+    if OmegaConf.is_config(cfg):
+        return {k: config_value(cfg, k) for k in cfg}
+    return dict(vars(cfg)) if not isinstance(cfg, dict) else dict(cfg)
 
 
 def config_value(cfg, name: str, default=None):

@@ -176,8 +176,10 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         path, state = (None, None) if from_checkpoint else checkpoints.read_for_resume(self.cfg)
         if path is not None:  # a training run that resumes from a checkpoint
             self.method.resume_from(path, state)
-        model = super().build_model(cfg, from_checkpoint)
-        return self.method.build_model(model, from_checkpoint)
+        model = self.method.build_model(super().build_model(cfg, from_checkpoint), from_checkpoint)
+        if path is not None:
+            checkpoints.check_architecture(path, state, model, cfg)
+        return model
 
     def state_dict(self):
         return {**super().state_dict(), **self.method.state_dict(), "plugin_version": __version__}
