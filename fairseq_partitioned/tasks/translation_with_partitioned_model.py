@@ -31,7 +31,7 @@ from ..optim import find_partitioned_optimizer
 from ..optim.adam_for_partitioned_model import OPTIMIZER_NAME
 from ..pruning import BLOCK_SCORES, LAYOUTS
 from ..version import __version__, fairseq_distribution
-from .checks import check_evaluated_checkpoints
+from .checks import check_evaluated_checkpoints, check_flags_are_used, warn_if_alternate_changed
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
 
     def __init__(self, cfg: TranslationWithPartitionedModelConfig, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
+        check_flags_are_used(cfg, TranslationWithPartitionedModelConfig)
         check_gap_config(cfg)
         check_evaluated_checkpoints(cfg)
         self.method = GrowAndPrune(cfg, seed=_seed(cfg)) if cfg.gap_sparsity > 0 else AlternatingTraining(cfg)
@@ -176,6 +177,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         path, state = (None, None) if from_checkpoint else checkpoints.read_for_resume(self.cfg)
         if path is not None:  # a training run that resumes from a checkpoint
             self.method.resume_from(path, state)
+            warn_if_alternate_changed(self.cfg, path, state)
         model = self.method.build_model(super().build_model(cfg, from_checkpoint), from_checkpoint)
         if path is not None:
             checkpoints.check_architecture(path, state, model, cfg)
@@ -188,6 +190,12 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         """The task state of a checkpoint about to be evaluated (fairseq-generate, export)."""
         state = dict(state_dict)
         ours = {k: state.pop(k) for k in PLUGIN_KEYS if k in state}
+        if "gap" in ours and self.cfg.max_level is not None:
+            raise UsageError(f"--max-level {self.cfg.max_level}: the checkpoint holds a GaP (sparse) model, which has "
+                             "no core; drop --max-level")
+        if "gap" not in ours and self.cfg.gap_sparsity > 0:
+            raise UsageError(f"--gap-sparsity {self.cfg.gap_sparsity}: the checkpoint has no GaP masks (the masks of "
+                             "a GaP checkpoint come with it); drop --gap-sparsity")
         if "gap" in ours and not isinstance(self.method, GrowAndPrune):
             self.method = GrowAndPrune(self.cfg, seed=_seed(self.cfg), evaluated=ours["gap"])
         self.method.load_state_dict(ours)
