@@ -1,7 +1,7 @@
 """fairseq_partitioned: ATS (alternating training) and GaP (grow-and-prune) as a fairseq plugin.
 
 Importing the package registers its task, optimizer and learning-rate scheduler with fairseq
-(``--user-dir fairseq_partitioned``).
+(``--user-dir fairseq_partitioned``), and has an error of the user's printed as one line (``errors.py``).
 """
 import os
 
@@ -9,4 +9,6 @@ import os
 # torch reads this variable at every load. Respect a value the user set.
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
-from . import optim, tasks  # noqa: E402,F401
+from . import errors, optim, tasks  # noqa: E402,F401
+
+errors.install_excepthook()  # fairseq-train/-generate show a UsageError as its one line (errors.py)

@@ -14,14 +14,22 @@ plugin's own state is in ``task_state``:
 Checkpoints of version 0.1 kept GaP's schedule position on the layers (``<layer>._extra_state``);
 ``gap_state`` reads it from there.
 """
+import contextlib
+import logging
 import os
+import re
+import warnings
 from dataclasses import fields
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from fairseq import checkpoint_utils
 from fairseq.tasks.translation import TranslationConfig
 from omegaconf import OmegaConf, open_dict
+
+from .errors import MissingCheckpoint, UnreadableCheckpoint, UsageError
+
+logger = logging.getLogger(__name__)
 
 TASK_NAME = "translation_with_partitioned_model"
 LEGACY_EXTRA_STATE = "._extra_state"  # version 0.1: GaP's schedule position on each masked layer
@@ -34,19 +42,38 @@ ADAM_FIELDS = ("adam_betas", "adam_eps", "weight_decay", "use_old_adam", "fp16_a
 
 def load(path: str) -> dict:
     """The whole checkpoint, upgraded by fairseq (``cfg`` as an OmegaConf config)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return checkpoint_utils.load_checkpoint_to_cpu(path)
+    _check_exists(path)
+    with _reading(path):
+        return checkpoint_utils.load_checkpoint_to_cpu(path)
 
 
 def load_lazily(path: str) -> dict:
     """The checkpoint as saved, its tensors memory-mapped (cheap for a look at a few fields)."""
+    _check_exists(path)
+    with _reading(path):
+        try:
+            return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+        except (RuntimeError, ValueError, OSError):  # not a zip-format file (or cannot be mapped): load it whole
+            return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _check_exists(path: str):
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except (RuntimeError, ValueError):  # not a zip-format file: load it whole
-        return torch.load(path, map_location="cpu", weights_only=False)
+        raise MissingCheckpoint(f"checkpoint not found: {path}")
+
+
+@contextlib.contextmanager
+def _reading(path: str):
+    """A file torch cannot read is one line naming it. A cut-short file fails with RuntimeError, an empty
+    one with EOFError, another file with an unpickling or key error: whatever torch raises is the reason."""
+    with warnings.catch_warnings():
+        # we set TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD (__init__.py): torch warns about it at every load
+        warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+        try:
+            yield
+        except Exception as e:
+            first_sentence = (str(e).splitlines() or [""])[0].split(". ")[0]
+            raise UnreadableCheckpoint.at(path, f"{type(e).__name__}: {first_sentence[:160]}") from e
 
 
 def save(state: dict, path: str):
@@ -61,14 +88,121 @@ def restore_path(cfg) -> Optional[str]:
     restore_file = config_value(cfg, "restore_file")
     if restore_file is None:
         return None
-    suffix = config_value(cfg, "checkpoint_suffix", "")
     if restore_file == "checkpoint_last.pt":
-        path = os.path.join(config_value(cfg, "save_dir", "."), f"checkpoint_last{suffix}.pt")
+        path = last_path(cfg)
         if not os.path.isfile(path):
             path = config_value(cfg, "continue_once") or config_value(cfg, "finetune_from_model")
     else:
-        path = restore_file.replace(".pt", suffix + ".pt") if suffix else restore_file
+        path = _with_suffix(restore_file, config_value(cfg, "checkpoint_suffix", ""))
+        if not os.path.isfile(path):  # fairseq would train from scratch, without a word
+            raise MissingCheckpoint(f"--restore-file {restore_file}: no such checkpoint ({path})")
     return path if path and os.path.isfile(path) else None
+
+
+def last_path(cfg) -> str:
+    suffix = config_value(cfg, "checkpoint_suffix", "")
+    return os.path.join(config_value(cfg, "save_dir", "."), f"checkpoint_last{suffix}.pt")
+
+
+def _with_suffix(path: str, suffix: str) -> str:
+    return path.replace(".pt", suffix + ".pt") if suffix else path  # as fairseq's load_checkpoint
+
+
+def read_for_resume(cfg) -> Tuple[Optional[str], Optional[dict]]:
+    """The checkpoint a training run resumes from (``restore_path``) and its state (read lazily), or
+    (None, None).
+
+    fairseq writes a checkpoint atomically, then *copies* it to ``checkpoint_last.pt``: a kill during
+    the copy, or a full disk, leaves that cut short beside the intact original. When
+    ``checkpoint_last.pt`` cannot be read, the run resumes from the newest checkpoint of the save dir
+    that can (one warning line names both), and fairseq is told to load that one: its
+    ``load_checkpoint`` reads ``--restore-file`` after the model is built, so setting it here (in the
+    run's configuration, as ``--restore-file`` would) is enough. With none readable: one line, naming it.
+    """
+    path = restore_path(cfg)
+    if path is None:
+        return None, None
+    try:
+        return path, load_lazily(path)
+    except UnreadableCheckpoint as error:
+        if path != last_path(cfg):
+            raise
+        broken = error
+    save_dir, suffix = os.path.dirname(path) or ".", config_value(cfg, "checkpoint_suffix", "")
+    intact, state = _newest_readable(path, suffix)
+    if intact is None:
+        raise UnreadableCheckpoint.at(path, broken.reason, f"no other checkpoint of {save_dir} can be read "
+                                      "either: delete it to train from the start, or pass --restore-file CHECKPOINT")
+    restore_file = intact[: len(intact) - len(suffix + ".pt")] + ".pt" if suffix else intact
+    root = cfg._get_parent() if OmegaConf.is_config(cfg) else None
+    if root is None or "checkpoint" not in root or _with_suffix(restore_file, suffix) != intact:
+        # fairseq cannot be pointed at it from here
+        raise UnreadableCheckpoint.at(path, broken.reason, f"{intact} can: pass --restore-file {restore_file}")
+    logger.warning(f"cannot read checkpoint {path} ({broken.reason}): resuming from {intact}, the newest "
+                   f"checkpoint of {save_dir} that can be read")
+    with open_dict(root.checkpoint):
+        root.checkpoint.restore_file = restore_file
+        # fairseq refuses --finetune-from-model beside a --restore-file; it only applies to a first launch,
+        # and this one is not
+        root.checkpoint.finetune_from_model = None
+    return intact, state
+
+
+def _newest_readable(broken: str, suffix: str) -> Tuple[Optional[str], Optional[dict]]:
+    """The checkpoint beside ``broken`` that can be read and is furthest in training, and its state; of
+    equals, not ``checkpoint_best``: fairseq writes the file of a save, then copies it there (and to
+    ``checkpoint_last``), so the name says where the training was rather than which one was best."""
+    save_dir = os.path.dirname(broken) or "."
+    found = []
+    for name in os.listdir(save_dir):
+        path = os.path.join(save_dir, name)
+        if not (name.startswith("checkpoint") and name.endswith(suffix + ".pt")) or os.path.samefile(path, broken):
+            continue
+        try:
+            state = load_lazily(path)
+        except UnreadableCheckpoint:
+            continue
+        updates = (state.get("optimizer_history") or [{}])[-1].get("num_updates", 0)
+        found.append(((updates, "best" not in name, os.path.getmtime(path)), path, state))
+    if not found:
+        return None, None
+    _, path, state = max(found, key=lambda f: f[0])
+    return path, state
+
+
+# The model's flags that set a tensor's shape (--encoder-ffn-embed-dim, --decoder-layers, ...).
+ARCHITECTURE_FIELD = re.compile(r"(^arch$|_name$|dim$|layers$|heads$|positions$|^share_)")
+
+
+def check_architecture(path: str, state: dict, model: torch.nn.Module, model_cfg):
+    """A resumed model whose tensors do not fit the checkpoint's: one line naming the architecture flags
+    that differ (fairseq's own error names none). Said only when some do: otherwise fairseq's load
+    tells what is wrong."""
+    saved = state.get("model") or {}
+    ours = dict(model.named_parameters())
+    ours.update(model.named_buffers())
+    misfit = [(name, tuple(saved[name].shape) if name in saved else None, tuple(t.shape)) for name, t in ours.items()
+              if name not in saved or tuple(saved[name].shape) != tuple(t.shape)]
+    theirs, mine = _fields((state.get("cfg") or {}).get("model")), _fields(model_cfg)
+    changed = [(name, theirs[name], mine[name]) for name in theirs
+               if ARCHITECTURE_FIELD.search(name) and name in mine and str(theirs[name]) != str(mine[name])]
+    if not misfit or not changed:
+        return
+    name, saved_shape, shape = misfit[0]
+    has = "has no " + name if saved_shape is None else f"has {name} of shape {saved_shape}, this model {shape}"
+    was = ", ".join(f"--{n.replace('_', '-')} {a}" for n, a, _ in changed)
+    now = ", ".join(f"--{n.replace('_', '-')} {b}" for n, _, b in changed)
+    raise UsageError(f"checkpoint {path} {has}: it was trained with {was}, this run uses {now}")
+
+
+def _fields(cfg) -> dict:
+    """A model configuration as a dict: fairseq keeps an argparse Namespace (legacy architectures) or a
+    config."""
+    if cfg is None:
+        return {}
+    if OmegaConf.is_config(cfg):
+        return {k: config_value(cfg, k) for k in cfg}
+    return dict(vars(cfg)) if not isinstance(cfg, dict) else dict(cfg)
 
 
 def config_value(cfg, name: str, default=None):

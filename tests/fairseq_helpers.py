@@ -112,6 +112,18 @@ def load_checkpoint(path: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def assert_same_training_state(a: dict, b: dict):
+    """Two checkpoints' model (weights, masks) and optimizer state, bit for bit."""
+    assert a["model"].keys() == b["model"].keys()
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    sa, sb = a["last_optimizer_state"]["state"], b["last_optimizer_state"]["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        for key in sa[i]:
+            assert torch.equal(torch.as_tensor(sa[i][key]), torch.as_tensor(sb[i][key])), (i, key)
+
+
 def assert_one_line_error(result, prog: str, *fragments: str):
     """A script's failure (a subprocess result): exit status 1 and one line ``PROG: error: ...`` on stderr
     that holds every fragment."""

@@ -51,18 +51,6 @@ def _updates(state):
     return state["optimizer_history"][-1]["num_updates"]
 
 
-def _assert_same_training_state(a, b):
-    """Model (weights, masks) and optimizer state, bit for bit."""
-    assert a["model"].keys() == b["model"].keys()
-    for name in a["model"]:
-        assert torch.equal(a["model"][name], b["model"][name]), name
-    sa, sb = a["last_optimizer_state"]["state"], b["last_optimizer_state"]["state"]
-    assert sa.keys() == sb.keys()
-    for i in sa:
-        for key in sa[i]:
-            assert torch.equal(torch.as_tensor(sa[i][key]), torch.as_tensor(sb[i][key])), (i, key)
-
-
 def _resumed_from(data_dir, save_dir, flags, checkpoint, edit=None):
     """A run interrupted where ``checkpoint`` was written, resumed to its end."""
     os.makedirs(save_dir)
@@ -92,7 +80,7 @@ def test_cgap_resumes_mid_step_exactly(data_dir, straight, tmp_path):
     assert {v for v in mid.values() if v[0] is not None} == {(1, True)}  # step 1's partition, set aside
     a = h.load_checkpoint(os.path.join(straight, "checkpoint_last.pt"))
     assert _updates(a) == _updates(b) == 14
-    _assert_same_training_state(a, b)
+    h.assert_same_training_state(a, b)
     assert checkpoints.gap_state(a)["grown"] == checkpoints.gap_state(b)["grown"] == {}
 
 
@@ -111,7 +99,7 @@ def test_a_version_0_1_checkpoint_resumes_exactly(data_dir, straight, tmp_path):
     mid, old = _resumed_from(data_dir, str(tmp_path / "old"), CGAP + LONG_EPOCHS,
                              os.path.join(straight, "checkpoint_1_5.pt"), edit=_as_version_0_1)
     assert {v for v in mid.values() if v[0] is not None} == {(1, True)}
-    _assert_same_training_state(h.load_checkpoint(os.path.join(straight, "checkpoint_last.pt")), old)
+    h.assert_same_training_state(h.load_checkpoint(os.path.join(straight, "checkpoint_last.pt")), old)
     assert not any(k.endswith("_extra_state") for k in old["model"])  # written in the new layout
 
 

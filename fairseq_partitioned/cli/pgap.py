@@ -30,6 +30,7 @@ import torch
 from omegaconf import open_dict
 
 from .. import checkpoints
+from ..errors import UnreadableCheckpoint, UsageError
 from ..pruning import combine, owners, prunable_names, prune_to
 
 
@@ -46,9 +47,9 @@ def _train_flags(train_args: List[str]) -> argparse.Namespace:
     known, _ = p.parse_known_args(train_args)
     for flag in ("--save-dir", "--max-epoch", "--restore-file", "--gap-grow-partition", "--gap-grow-step", "--alternate"):
         if flag in train_args:
-            raise ValueError(f"{flag} is set by fairseq-partitioned-pgap: remove it from the fairseq-train arguments")
+            raise UsageError(f"{flag} is set by fairseq-partitioned-pgap: remove it from the fairseq-train arguments")
     if not 0 < known.gap_sparsity < 1:
-        raise ValueError("the fairseq-train arguments need --gap-sparsity S with 0 < S < 1")
+        raise UsageError("the fairseq-train arguments need --gap-sparsity S with 0 < S < 1")
     return known
 
 
@@ -101,12 +102,62 @@ def combine_round(save_dir: str, rnd: int, flags: argparse.Namespace) -> str:
     return path
 
 
-def _round_done(save_dir, rnd, worker, step_epochs) -> bool:
-    path = os.path.join(worker_dir(save_dir, rnd, worker), "checkpoint_last.pt")
-    if not os.path.isfile(path):
-        return False
-    state = checkpoints.load_lazily(path)
-    return state["extra_state"]["train_iterator"]["epoch"] >= (rnd + 1) * step_epochs
+def worker_done(state: dict, rnd: int, step_epochs: int) -> bool:
+    """Whether a worker's checkpoint holds the whole of its round: epochs 1..(rnd + 1) T (a round after the
+    first starts where the round before ended). Once an epoch ends, fairseq saves its iterator at the
+    start of the next: the round is done at epoch (rnd + 1) T + 1 with no iteration in it."""
+    itr = state["extra_state"]["train_iterator"]
+    position, end = (itr["epoch"], itr.get("iterations_in_epoch", 0)), ((rnd + 1) * step_epochs + 1, 0)
+    if position > end:
+        raise UsageError(
+            f"a worker of round {rnd + 1} trained past its round (its checkpoint is at epoch {itr['epoch']}, the round "
+            f"ends after epoch {end[0] - 1}): use the --step-epochs the run was started with, or another --save-dir"
+        )
+    return position == end
+
+
+def _where(state: dict) -> str:
+    itr = state["extra_state"]["train_iterator"]
+    updates = state["optimizer_history"][-1]["num_updates"]
+    return f"epoch {itr['epoch']}, {itr.get('iterations_in_epoch', 0)} updates into it ({updates} updates in all)"
+
+
+def workers_to_train(save_dir: str, rnd: int, kappa: int, step_epochs: int) -> List[int]:
+    """The workers of round ``rnd`` that have not trained all of it (each one said in a line). A worker whose
+    checkpoint cannot be read is retrained: the file is moved aside (``.unreadable``)."""
+    todo = []
+    for worker in range(kappa):
+        path = os.path.join(worker_dir(save_dir, rnd, worker), "checkpoint_last.pt")
+        if not os.path.isfile(path):
+            todo.append(worker)
+            continue
+        try:
+            state = checkpoints.load_lazily(path)
+        except UnreadableCheckpoint as error:
+            os.replace(path, path + ".unreadable")
+            print(f"P-GaP round {rnd + 1}: worker {worker}: {error}; retraining it (the file is now "
+                  f"{path}.unreadable)", flush=True)
+            todo.append(worker)
+            continue
+        if not worker_done(state, rnd, step_epochs):
+            # round 0 resumes from the worker's own checkpoint; a later round starts from the combined one
+            how = "resuming it" if rnd == 0 else f"retraining it from {combined_path(save_dir, rnd - 1)}"
+            print(f"P-GaP round {rnd + 1}: worker {worker} stopped at {_where(state)}: {how}", flush=True)
+            todo.append(worker)
+    return todo
+
+
+def check_round_trained(save_dir: str, rnd: int, kappa: int, step_epochs: int):
+    """Every worker of the round trained all of it, before its partition is combined."""
+    for worker in range(kappa):
+        path = os.path.join(worker_dir(save_dir, rnd, worker), "checkpoint_last.pt")
+        state = checkpoints.load_lazily(path)
+        if not worker_done(state, rnd, step_epochs):
+            raise UsageError(
+                f"worker {worker} of round {rnd + 1} did not train all of its round ({step_epochs} epochs): {path} "
+                f"stops at {_where(state)}; it saves at every epoch's end unless the fairseq-train arguments "
+                "say otherwise (--max-update, --save-interval)"
+            )
 
 
 def run_workers(commands: List[List[str]], logs: List[str], parallel: int, cpu: bool):
@@ -143,8 +194,9 @@ def main(args, train_args):
     flags = _train_flags(train_args)
     kappa = flags.gap_partitions
     if args.rounds < 1 or args.step_epochs < 1:
-        raise ValueError("--rounds and --step-epochs must be >= 1")
+        raise UsageError("--rounds and --step-epochs must be >= 1")
     if args.combine_round is not None:
+        check_round_trained(args.save_dir, args.combine_round, kappa, args.step_epochs)
         print(combine_round(args.save_dir, args.combine_round, flags))
         return
     me = ["fairseq-partitioned-pgap", "--save-dir", args.save_dir, "--rounds", str(args.rounds),
@@ -157,10 +209,11 @@ def main(args, train_args):
                 print(shlex.join(cmd))
             print(shlex.join(me + ["--combine-round", str(rnd), "--", *train_args]))
             continue
-        todo = [w for w in range(kappa) if not _round_done(args.save_dir, rnd, w, args.step_epochs)]
+        todo = workers_to_train(args.save_dir, rnd, kappa, args.step_epochs)
         logs = [os.path.join(worker_dir(args.save_dir, rnd, w), "train.log") for w in todo]
         print(f"P-GaP round {rnd + 1}/{args.rounds}: {len(todo)} workers", flush=True)
         run_workers([commands[w] for w in todo], logs, args.parallel or kappa, flags.cpu)
+        check_round_trained(args.save_dir, rnd, kappa, args.step_epochs)
         path = combine_round(args.save_dir, rnd, flags)
         print(f"P-GaP round {rnd + 1}/{args.rounds}: combined and pruned to {flags.gap_sparsity}: {path}", flush=True)
     if args.finetune_epochs > 0:

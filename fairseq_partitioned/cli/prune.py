@@ -17,20 +17,25 @@ import argparse
 import sys
 
 from .. import checkpoints
-from ..pruning import format_table, prunable_names, prune_to, sparsity_table
+from ..errors import UsageError
+from ..pruning import check_options, format_table, prunable_names, prune_to, sparsity_table
+
+FLAGS = ("--sparsity", "--distribution", "--granularity")  # this script's names of the pruning options
 
 
 def prune_checkpoint(path: str, sparsity: float, output: str, distribution="uniform",
                      granularity="unstructured", prunable=None) -> dict:
+    check_options(sparsity, distribution, granularity, flags=FLAGS)  # before the checkpoint is read
+    prunable_names([], prunable, flag="--prunable")
     state = checkpoints.load(path)
     model = state["model"]
     if checkpoints.masks(model):
-        raise ValueError(f"{path} already holds GaP masks: prune a dense checkpoint")
+        raise UsageError(f"{path} already holds GaP masks: prune a dense checkpoint")
     if checkpoints.task_state(state).get("partition"):
-        raise ValueError(f"{path} is an ATS checkpoint: export it first (fairseq-partitioned-export --level full)")
-    names = prunable_names(list(model), prunable)
+        raise UsageError(f"{path} is an ATS checkpoint: export it first (fairseq-partitioned-export --level full)")
+    names = prunable_names(list(model), prunable, flag="--prunable")
     if not names:
-        raise ValueError(f"--prunable matches no weight of {path}")
+        raise UsageError(f"--prunable matches no weight of {path}")
     checkpoints.set_masks(model, prune_to({n: model[n].float() for n in names}, sparsity, distribution, granularity))
     checkpoints.as_partitioned_task(
         state, gap_sparsity=sparsity, gap_distribution=distribution, gap_granularity=granularity,

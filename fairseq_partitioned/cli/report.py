@@ -20,7 +20,7 @@ def sparsity_rows(path: str, prunable=None, every_matrix=False):
     if every_matrix:
         names = [k for k, v in model.items() if hasattr(v, "dim") and v.dim() == 2 and not k.endswith(".mask")]
     else:
-        names = prunable_names(list(model), prunable)
+        names = prunable_names(list(model), prunable, flag="--prunable")
     return sparsity_table({n: model[n] for n in names})
 
 

@@ -18,6 +18,8 @@ from typing import Dict, List, Optional
 
 import torch
 
+from ..checkpoints import gap_state, masks as checkpoint_masks
+from ..errors import UsageError
 from ..modules import PartitionSpec, parameter_counts, partition_model, partitioned_modules, set_level
 from ..schedules import level_for_update
 from .base import TrainingMethod
@@ -30,12 +32,12 @@ def parse_small_ratios(value) -> tuple:
     try:
         ratios = tuple(float(r) for r in str(value).split(","))
     except ValueError:
-        raise ValueError(f"--small-ratio must be a number or a comma-separated list, got {value!r}")
+        raise UsageError(f"--small-ratio must be a number or a comma-separated list, got {value!r}")
     for r in ratios:
         if not 0 < r <= 1:
-            raise ValueError(f"--small-ratio must be in (0, 1], got {r:g}")
+            raise UsageError(f"--small-ratio must be in (0, 1], got {r:g}")
     if any(b <= a for a, b in zip(ratios, ratios[1:])):
-        raise ValueError(f"--small-ratio list must be strictly increasing, got {value}")
+        raise UsageError(f"--small-ratio list must be strictly increasing, got {value}")
     return ratios
 
 
@@ -50,16 +52,16 @@ class AlternatingTraining(TrainingMethod):
         self.cfg = cfg
         self.small_ratios = parse_small_ratios(cfg.small_ratio)
         if cfg.max_level is not None and cfg.max_level < 1:
-            raise ValueError(f"--max-level must be >= 1 (1 = the core), got {cfg.max_level}")
+            raise UsageError(f"--max-level must be >= 1 (1 = the core), got {cfg.max_level}")
         if cfg.alternate and cfg.max_level == 1:
-            raise ValueError("--alternate needs a network above the core: drop --max-level 1")
+            raise UsageError("--alternate needs a network above the core: drop --max-level 1")
         if not cfg.alternate_lr_coef > 0:
-            raise ValueError(f"--alternate-lr-coef must be > 0, got {cfg.alternate_lr_coef}")
+            raise UsageError(f"--alternate-lr-coef must be > 0, got {cfg.alternate_lr_coef}")
         if cfg.gradient_alignment_interval > 0 and cfg.max_level == 1:
-            raise ValueError("--gradient-alignment-interval compares the full network with the core: drop --max-level 1")
+            raise UsageError("--gradient-alignment-interval compares the full network with the core: drop --max-level 1")
         self.spec: Optional[PartitionSpec] = None  # of the model built last
         self.counts: Dict[str, int] = {}
-        self._checkpoint_spec: Optional[PartitionSpec] = None  # of the checkpoint being evaluated
+        self._checkpoint_spec: Optional[PartitionSpec] = None  # of the checkpoint being evaluated (None: a plain one)
         self._layers_of = None  # (model, its partitioned layers)
         self._update_masks: Dict[int, List[bool]] = {}
         self.distill = CoreDistillation(cfg.core_distill, cfg.core_distill_temperature, cfg.core_distill_start)
@@ -80,26 +82,40 @@ class AlternatingTraining(TrainingMethod):
             ours = saved
         top = ours.built_levels if cfg.max_level is None else cfg.max_level
         if not from_checkpoint and top > ours.num_levels:
-            raise ValueError(f"--max-level must be in 1..{ours.num_levels} for --small-ratio {cfg.small_ratio}, got {top}")
+            raise UsageError(f"--max-level must be in 1..{ours.num_levels} for --small-ratio {cfg.small_ratio}, got {top}")
+        if top > ours.num_levels:
+            raise UsageError(f"--max-level {top}: the checkpoint has levels 1..{ours.num_levels} (1 = the core, "
+                             f"{ours.num_levels} = the full network); use --max-level 1..{ours.num_levels}")
         if top > ours.built_levels:
-            raise ValueError(
-                f"--max-level {top}: the checkpoint holds only levels 1..{ours.built_levels} "
-                f"({'the core' if ours.built_levels == 1 else 'a partial network'}); "
-                f"use --max-level {ours.built_levels}"
+            raise UsageError(
+                f"--max-level {top}: the checkpoint holds only levels 1..{ours.built_levels} of {ours.num_levels} "
+                f"({'the core' if ours.built_levels == 1 else 'no full network'}); use --max-level {ours.built_levels}"
             )
         return replace(ours, built_levels=top)
 
     def resume_from(self, path: str, checkpoint: dict):
         """A run resumed from a checkpoint of another partitioning fails here, before training."""
         spec = self._spec_for_build(from_checkpoint=False)
+        if checkpoint_masks(checkpoint.get("model") or {}):
+            sparsity = (gap_state(checkpoint) or {}).get("sparsity")
+            if "last_optimizer_state" in checkpoint:
+                raise UsageError(f"checkpoint {path} is a GaP (sparse) checkpoint, trained with --gap-sparsity {sparsity}: "
+                                 f"resume it with --gap-sparsity {sparsity}")
+            raise UsageError(f"checkpoint {path} holds a pruned model (GaP masks at sparsity {sparsity}): fine-tune it "
+                             f"with --gap-sparsity {sparsity}")
         saved = (checkpoint.get("task_state") or {}).get("partition")
-        if saved is not None and PartitionSpec.from_dict(saved) != spec:
-            raise ValueError(
+        if saved is None:
+            raise UsageError(f"checkpoint {path} holds a plain Transformer, not a partitioned one: ATS trains a "
+                             "partitioned model from scratch (fairseq-partitioned-prune makes a GaP start of it)")
+        if PartitionSpec.from_dict(saved) != spec:
+            raise UsageError(
                 f"checkpoint {path} was trained with {PartitionSpec.from_dict(saved).describe()}, but this run uses "
                 f"{spec.describe()}"
             )
 
     def build_model(self, model, from_checkpoint):
+        if from_checkpoint and self._checkpoint_spec is None:
+            return self._as_plain_transformer(model)
         if not from_checkpoint:  # a training run
             check_teacher(self.cfg)
         spec = self._spec_for_build(from_checkpoint)
@@ -114,6 +130,16 @@ class AlternatingTraining(TrainingMethod):
             f"partitioned model ({spec.describe()}): parameters {levels}"
             + (f"; full network as a standard Transformer {self.counts['full']:,}" if "full" in self.counts else "")
         )
+        return model
+
+    def _as_plain_transformer(self, model):
+        """A checkpoint of a plain Transformer (fairseq's translation task), evaluated through this task:
+        it is evaluated as what it is. --max-level would be ignored: it is an error."""
+        if self.cfg.max_level is not None:
+            raise UsageError(f"--max-level {self.cfg.max_level}: the checkpoint holds a plain Transformer, which has "
+                             "no core; drop --max-level")
+        logger.info("the checkpoint holds a plain Transformer (no partitioned layers): evaluated as one")
+        self.spec = None
         return model
 
     def _layers(self, model) -> List:

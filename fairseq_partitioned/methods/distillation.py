@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UsageError
+
 DISTILL_KEY = "distill_loss"
 
 
@@ -42,19 +44,19 @@ def check_distill_config(cfg):
     """One-line errors for values out of range, flags without effect, and GaP (no core to distil)."""
     alpha, temperature, start = cfg.core_distill, cfg.core_distill_temperature, cfg.core_distill_start
     if not 0 <= alpha <= 1:
-        raise ValueError(f"--core-distill must be in [0, 1], got {alpha}")
+        raise UsageError(f"--core-distill must be in [0, 1], got {alpha}")
     if not temperature > 0:
-        raise ValueError(f"--core-distill-temperature must be > 0, got {temperature}")
+        raise UsageError(f"--core-distill-temperature must be > 0, got {temperature}")
     if start < 0:
-        raise ValueError(f"--core-distill-start must be >= 0, got {start}")
+        raise UsageError(f"--core-distill-start must be >= 0, got {start}")
     if alpha == 0:
         for flag, value, default in (("--core-distill-temperature", temperature, 1.0),
                                      ("--core-distill-start", start, 0)):
             if value != default:
-                raise ValueError(f"{flag} has no effect without --core-distill > 0")
+                raise UsageError(f"{flag} has no effect without --core-distill > 0")
         return
     if cfg.gap_sparsity > 0:
-        raise ValueError("--core-distill distils an ATS core, GaP has none: drop --core-distill or --gap-sparsity")
+        raise UsageError("--core-distill distils an ATS core, GaP has none: drop --core-distill or --gap-sparsity")
     if cfg.alternate:  # a training run: evaluation and export drop --alternate
         check_teacher(cfg)
 
@@ -66,9 +68,9 @@ def check_teacher(cfg):
     if cfg.core_distill == 0:
         return
     if cfg.max_level == 1:
-        raise ValueError("--core-distill needs the full network as its teacher: drop --max-level 1")
+        raise UsageError("--core-distill needs the full network as its teacher: drop --max-level 1")
     if not cfg.alternate:
-        raise ValueError("--core-distill distils the full network into the core on the core updates of "
+        raise UsageError("--core-distill distils the full network into the core on the core updates of "
                          "--alternate: add --alternate")
 
 
@@ -106,7 +108,7 @@ class DistillingCriterion:
     def __call__(self, model, sample):
         net = unwrapped(model)
         if getattr(net.decoder, "adaptive_softmax", None) is not None:
-            raise ValueError("--core-distill needs the decoder's logits: drop --adaptive-softmax-cutoff")
+            raise UsageError("--core-distill needs the decoder's logits: drop --adaptive-softmax-cutoff")
         targets = self.teacher_probs(net, sample)
         outputs = []  # the core's forward, as the criterion runs it
         hook = net.register_forward_hook(lambda module, args, output: outputs.append(output))
@@ -115,7 +117,7 @@ class DistillingCriterion:
         finally:
             hook.remove()
         if len(outputs) != 1:
-            raise ValueError("--core-distill needs a criterion with one forward pass per batch, such as "
+            raise UsageError("--core-distill needs a criterion with one forward pass per batch, such as "
                              "label_smoothed_cross_entropy")
         distill = self.distill_loss(outputs[0][0], targets, sample)
         a, t = self.distill.alpha, self.distill.temperature

@@ -30,6 +30,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from ..checkpoints import config_value, gap_state, masks as checkpoint_masks
+from ..errors import UsageError
 from ..modules.masked_linear import mask_layers, masked_layers
 from ..optim import find_partitioned_optimizer
 from ..pruning import (
@@ -56,32 +57,32 @@ RESUME_CHECKED_CGAP = ["gap_steps", "gap_step_epochs", "gap_step_updates", "gap_
 def check_gap_config(cfg):
     """One-line errors for GaP flags that cannot work, before anything is built."""
     if not 0 <= cfg.gap_sparsity < 1:
-        raise ValueError(f"--gap-sparsity must be in [0, 1), got {cfg.gap_sparsity}")
+        raise UsageError(f"--gap-sparsity must be in [0, 1), got {cfg.gap_sparsity}")
     if cfg.gap_sparsity == 0:
         return
     check_options(cfg.gap_sparsity, cfg.gap_distribution, cfg.gap_granularity)
     if cfg.max_level is not None:
-        raise ValueError("--gap-sparsity trains a sparse Transformer: it cannot be combined with --max-level")
+        raise UsageError("--gap-sparsity trains a sparse Transformer: it cannot be combined with --max-level")
     if cfg.gap_partitions < 1:
-        raise ValueError(f"--gap-partitions must be >= 1, got {cfg.gap_partitions}")
+        raise UsageError(f"--gap-partitions must be >= 1, got {cfg.gap_partitions}")
     lengths = ("gap_step_epochs", "gap_step_updates", "gap_steps", "gap_finetune_epochs", "gap_finetune_updates")
     for name in lengths:
         if getattr(cfg, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
     single = [f for f in ("gap_grow_partition", "gap_grow_step") if getattr(cfg, f) >= 0]
     if len(single) > 1:
-        raise ValueError("--gap-grow-partition (a P-GaP worker) and --gap-grow-step (one C-GaP step) exclude each other")
+        raise UsageError("--gap-grow-partition (a P-GaP worker) and --gap-grow-step (one C-GaP step) exclude each other")
     if cfg.alternate:
         if single:
-            raise ValueError(f"--{single[0].replace('_', '-')} (a single-step run) cannot be combined with --alternate (C-GaP)")
+            raise UsageError(f"--{single[0].replace('_', '-')} (a single-step run) cannot be combined with --alternate (C-GaP)")
         if cfg.gap_steps < 1:
-            raise ValueError("C-GaP (--alternate --gap-sparsity) needs --gap-steps K >= 1")
+            raise UsageError("C-GaP (--alternate --gap-sparsity) needs --gap-steps K >= 1")
         if (cfg.gap_step_epochs > 0) == (cfg.gap_step_updates > 0):
-            raise ValueError("C-GaP needs exactly one of --gap-step-epochs T and --gap-step-updates N")
+            raise UsageError("C-GaP needs exactly one of --gap-step-epochs T and --gap-step-updates N")
         if cfg.gap_step_epochs > 0 and cfg.gap_finetune_updates > 0:
-            raise ValueError("--gap-step-epochs counts in epochs: give the fine-tune in --gap-finetune-epochs")
+            raise UsageError("--gap-step-epochs counts in epochs: give the fine-tune in --gap-finetune-epochs")
         if cfg.gap_step_updates > 0 and cfg.gap_finetune_epochs > 0:
-            raise ValueError("--gap-step-updates counts in updates: give the fine-tune in --gap-finetune-updates")
+            raise UsageError("--gap-step-updates counts in updates: give the fine-tune in --gap-finetune-updates")
         flag, end = schedule_end(cfg)
         _check_or_set_the_end(cfg, flag, end)
         scheduler = config_value(cfg, "lr_scheduler_name")
@@ -93,7 +94,7 @@ def check_gap_config(cfg):
         return
     for name in ("gap_steps", "gap_step_epochs", "gap_step_updates", "gap_finetune_epochs", "gap_finetune_updates"):
         if getattr(cfg, name) > 0:
-            raise ValueError(f"--{name.replace('_', '-')} is C-GaP's: it needs --alternate (without it the masks are fixed)")
+            raise UsageError(f"--{name.replace('_', '-')} is C-GaP's: it needs --alternate (without it the masks are fixed)")
 
 
 def schedule_end(cfg) -> Tuple[str, int]:
@@ -113,9 +114,9 @@ def _check_or_set_the_end(cfg, flag: str, end: int):
              f"{cfg.gap_step_epochs or cfg.gap_step_updates} + --gap-finetune-{unit} "
              f"{cfg.gap_finetune_epochs or cfg.gap_finetune_updates} = {end} {unit}")
     if lengths[other]:
-        raise ValueError(f"C-GaP ends after {where}: drop {other} {lengths[other]} (the run stops by itself, or set {flag} {end})")
+        raise UsageError(f"C-GaP ends after {where}: drop {other} {lengths[other]} (the run stops by itself, or set {flag} {end})")
     if lengths[flag] and lengths[flag] != end:
-        raise ValueError(f"C-GaP ends after {where}: set {flag} {end} (or drop it), not {lengths[flag]}")
+        raise UsageError(f"C-GaP ends after {where}: set {flag} {end} (or drop it), not {lengths[flag]}")
     root = cfg._get_parent() if OmegaConf.is_config(cfg) else None
     if not lengths[flag] and root is not None and "optimization" in root:
         with open_dict(root.optimization):
@@ -147,7 +148,12 @@ class GrowAndPrune(TrainingMethod):
         """Resuming GaP: the checkpoint must hold masks, made with the same GaP configuration; the
         schedule position and the set-aside values come from it."""
         if not checkpoint_masks(checkpoint.get("model", {})):
-            raise ValueError(
+            if (checkpoint.get("task_state") or {}).get("partition"):
+                raise UsageError(
+                    f"checkpoint {path} holds a partitioned model (ATS), not a sparse one: resume it without "
+                    "--gap-sparsity, or export it (fairseq-partitioned-export --level full) and prune that"
+                )
+            raise UsageError(
                 f"checkpoint {path} has no GaP masks: prune a dense checkpoint first with "
                 "fairseq-partitioned-prune, or train from scratch"
             )
@@ -157,7 +163,7 @@ class GrowAndPrune(TrainingMethod):
         for name in fields:
             if name in saved and str(saved[name]) != str(getattr(cfg, name)):
                 flag = "--" + name.replace("_", "-")
-                raise ValueError(
+                raise UsageError(
                     f"checkpoint {path} was trained with {flag} {saved[name]}, but this run uses {flag} "
                     f"{getattr(cfg, name)}"
                 )
@@ -170,14 +176,14 @@ class GrowAndPrune(TrainingMethod):
         cfg = self.cfg
         self.names = prunable_names([n for n, _ in model.named_parameters()], cfg.gap_prunable)
         if not self.names:
-            raise ValueError(f"--gap-prunable {cfg.gap_prunable or DEFAULT_PRUNABLE!r} matches no weight of the model")
+            raise UsageError(f"--gap-prunable {cfg.gap_prunable or DEFAULT_PRUNABLE!r} matches no weight of the model")
         mask_layers(model, self.names)
         encoder_layers = len(getattr(getattr(model, "encoder", None), "layers", []))
         decoder_layers = len(getattr(getattr(model, "decoder", None), "layers", []))
         layers = transformer_partitions(encoder_layers, decoder_layers, cfg.gap_partitions, str(cfg.gap_partition_layout))
         partitions = partition_names(self.names, layers)
         if cfg.gap_grow_partition >= len(partitions):
-            raise ValueError(f"--gap-grow-partition {cfg.gap_grow_partition}: there are {len(partitions)} partitions")
+            raise UsageError(f"--gap-grow-partition {cfg.gap_grow_partition}: there are {len(partitions)} partitions")
         self.schedule = GapSchedule(
             partitions=partitions,
             steps=cfg.gap_steps if cfg.alternate else 0,
@@ -316,7 +322,7 @@ class GrowAndPrune(TrainingMethod):
     def _optimizer(optimizer):
         inner = find_partitioned_optimizer(optimizer)
         if inner is None:
-            raise ValueError("GaP grow-and-prune needs --optimizer adam_for_partitioned_model")
+            raise UsageError("GaP grow-and-prune needs --optimizer adam_for_partitioned_model")
         return inner
 
     def update_mask(self, model, update_num):

@@ -10,8 +10,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..errors import UsageError
 
-class PartitioningMismatch(ValueError):
+
+class PartitioningMismatch(UsageError):
     """A checkpoint does not fit the partitioning of the model it is loaded into."""
 
 
@@ -20,12 +22,12 @@ def sizes_for_ratios(ratios: Sequence[float], dim: int) -> Tuple[int, ...]:
     sizes = tuple(int(math.floor(r * dim + 0.5)) for r in ratios)
     for r, k in zip(ratios, sizes):
         if k < 1:
-            raise ValueError(
+            raise UsageError(
                 f"--small-ratio {r} gives size round({r} * {dim}) = 0 for a layer of dimension {dim}; "
                 f"use a ratio >= {0.5 / dim:.6g}"
             )
     if any(b <= a for a, b in zip(sizes, sizes[1:])):
-        raise ValueError(
+        raise UsageError(
             f"--small-ratio {','.join(map(str, ratios))} gives sizes {sizes} for dimension {dim}: "
             "nested cores must have strictly increasing sizes"
         )
@@ -102,18 +104,20 @@ class LevelledModule(nn.Module):
         for local, p in own.items():
             key = prefix + local
             if key not in state_dict:
-                raise PartitioningMismatch(
-                    f"checkpoint has no '{key}': it was trained with another "
-                    "--partitioned-linear-module-name or --small-ratio, or holds fewer levels than "
-                    f"this model uses (pass --max-level {self._available_levels(state_dict, prefix)})"
-                )
+                raise PartitioningMismatch(f"checkpoint has no '{key}': {self._why_missing(state_dict, prefix)}")
             if tuple(state_dict[key].shape) != tuple(p.shape):
                 raise PartitioningMismatch(
                     f"checkpoint tensor '{key}' has shape {tuple(state_dict[key].shape)} but this model "
                     f"expects {tuple(p.shape)}: the checkpoint was trained with another --small-ratio "
-                    "or --partitioned-linear-module-name"
+                    "or --partitioned-linear-module-name, or another layer size (--encoder-ffn-embed-dim, ...)"
                 )
 
-    def _available_levels(self, state_dict, prefix) -> int:
+    def _why_missing(self, state_dict, prefix) -> str:
+        """Which of the mistakes that leave a tensor missing this is (each has its own fix)."""
         levels = [self._level_of_key(k[len(prefix):]) for k in state_dict if k.startswith(prefix)]
-        return max([1] + [l for l in levels if l is not None])
+        levels = [level for level in levels if level is not None]
+        if not levels:  # nothing of a partitioned layer here: a plain (or GaP) Transformer
+            return "the checkpoint holds no partitioned layer there: it is a plain (or GaP) Transformer, not a partitioned one"
+        if max(levels) < self.built_levels:
+            return f"the checkpoint holds only levels 1..{max(levels)}: pass --max-level {max(levels)}"
+        return "it was trained with another --partitioned-linear-module-name or --small-ratio"

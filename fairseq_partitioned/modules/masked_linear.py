@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..checkpoints import LEGACY_EXTRA_STATE
+from ..errors import UsageError
 
 
 class MaskedLinear(nn.Linear):
@@ -56,7 +57,7 @@ def mask_layers(model: nn.Module, names: List[str]) -> nn.Module:
         parent = model.get_submodule(parent_path) if parent_path else model
         linear = getattr(parent, attr)
         if type(linear) is not nn.Linear:
-            raise ValueError(f"--gap-prunable matched {name}, which is not the weight of an nn.Linear")
+            raise UsageError(f"--gap-prunable matched {name}, which is not the weight of an nn.Linear")
         setattr(parent, attr, MaskedLinear.from_linear(linear))
     return model
 

@@ -10,6 +10,7 @@ from typing import Dict, Iterator, Optional, Tuple
 from fairseq.modules import MultiheadAttention
 from torch import nn
 
+from ..errors import UsageError
 from .levels import LevelledModule
 from .partitioned_linear import PartitionedLinear
 from .partitioned_rank_linear import PartitionedRankLinear
@@ -80,7 +81,7 @@ def _plain_linear(module) -> bool:
 def partition_model(model: nn.Module, spec: PartitionSpec) -> nn.Module:
     """Replace, in place, the FFN and key/query projections of ``model`` by partitioned layers."""
     if spec.module_name not in MODULE_KINDS:
-        raise ValueError(
+        raise UsageError(
             f"--partitioned-linear-module-name must be one of {', '.join(MODULE_KINDS)}, "
             f"got {spec.module_name!r}"
         )
@@ -90,7 +91,7 @@ def partition_model(model: nn.Module, spec: PartitionSpec) -> nn.Module:
             for proj in ("q_proj", "k_proj"):
                 linear = getattr(module, proj)
                 if not _plain_linear(linear):
-                    raise ValueError(
+                    raise UsageError(
                         f"{name}.{proj} is {type(linear).__name__}, not nn.Linear: quantization noise "
                         "(--quant-noise-pq) cannot be combined with a partitioned model"
                     )
@@ -101,12 +102,12 @@ def partition_model(model: nn.Module, spec: PartitionSpec) -> nn.Module:
             n_attn += 1
         elif hasattr(module, "fc1") and hasattr(module, "fc2"):
             if not (_plain_linear(module.fc1) and _plain_linear(module.fc2)):
-                raise ValueError(
+                raise UsageError(
                     f"{name}.fc1/fc2 are not nn.Linear: quantization noise (--quant-noise-pq) cannot "
                     "be combined with a partitioned model"
                 )
             if spec.module_name == "PartitionedLinear" and getattr(module, "ffn_layernorm", None) is not None:
-                raise ValueError(
+                raise UsageError(
                     f"{name}: --scale-fc (a LayerNorm over the FFN hidden units) cannot be combined with "
                     "--partitioned-linear-module-name PartitionedLinear, whose core drops hidden units"
                 )
@@ -114,7 +115,7 @@ def partition_model(model: nn.Module, spec: PartitionSpec) -> nn.Module:
             module.fc2 = _make(spec, module.fc2, "in")
             n_ffn += 1
     if n_ffn == 0 and n_attn == 0:
-        raise ValueError(
+        raise UsageError(
             f"{type(model).__name__} has no Transformer FFN (fc1/fc2) or MultiheadAttention to partition"
         )
     # Tag every parameter with the lowest level that uses it (1 = core and shared). fairseq itself tags

@@ -32,6 +32,7 @@ from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 from omegaconf import II
 
 from ..checkpoints import TASK_NAME, config_value
+from ..errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -145,13 +146,13 @@ class AdamForPartitionedModel(FairseqAdam):
 def _check_config(cfg):
     task_name = config_value(cfg, "task_name")  # None: the optimizer built on its own
     if task_name is not None and task_name != TASK_NAME:
-        raise ValueError(f"--optimizer {OPTIMIZER_NAME} needs --task {TASK_NAME} (got --task {task_name})")
+        raise UsageError(f"--optimizer {OPTIMIZER_NAME} needs --task {TASK_NAME} (got --task {task_name})")
     if getattr(cfg, "fp16_adam_stats", False):
-        raise ValueError(f"--fp16-adam-stats is not supported by --optimizer {OPTIMIZER_NAME}")
+        raise UsageError(f"--fp16-adam-stats is not supported by --optimizer {OPTIMIZER_NAME}")
     half = config_value(cfg, "fp16", False) or config_value(cfg, "bf16", False)
     memory_efficient = config_value(cfg, "memory_efficient_fp16", False) or config_value(cfg, "memory_efficient_bf16", False)
     if half and not memory_efficient and not config_value(cfg, "fp16_no_flatten_grads", False):
-        raise ValueError(
+        raise UsageError(
             f"--optimizer {OPTIMIZER_NAME} with --fp16/--bf16 needs --fp16-no-flatten-grads "
             "(flattened fp32 copies cannot be masked per parameter)"
         )

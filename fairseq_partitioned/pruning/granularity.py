@@ -25,6 +25,8 @@ from typing import Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..errors import UsageError
+
 DISTRIBUTIONS = ("uniform", "non-uniform")
 BLOCK_SCORES = ("l1", "l2")
 
@@ -45,7 +47,11 @@ class Granularity:
         return 1.0 - self.keep / self.group
 
 
-def parse_granularity(text: str) -> Granularity:
+# The flags that set the three pruning options, named in their errors (fairseq-partitioned-prune has its own).
+GAP_FLAGS = ("--gap-sparsity", "--gap-distribution", "--gap-granularity")
+
+
+def parse_granularity(text: str, flag: str = GAP_FLAGS[2]) -> Granularity:
     """``unstructured``, ``block-1x<B>`` (e.g. ``block-1x8``) or ``<N>:<M>`` (e.g. ``2:4``)."""
     if text == "unstructured":
         return Granularity(text)
@@ -55,30 +61,30 @@ def parse_granularity(text: str) -> Granularity:
     n_of_m = re.fullmatch(r"([1-9][0-9]*):([1-9][0-9]*)", text)
     if n_of_m and int(n_of_m.group(1)) < int(n_of_m.group(2)):
         return Granularity(text, keep=int(n_of_m.group(1)), group=int(n_of_m.group(2)))
-    raise ValueError(
-        f"--gap-granularity must be unstructured, block-1x<B> or <N>:<M> with N < M "
-        f"(e.g. block-1x8, 2:4), got {text!r}"
+    raise UsageError(
+        f"{flag} must be unstructured, block-1x<B> or <N>:<M> with N < M (e.g. block-1x8, 2:4), got {text!r}"
     )
 
 
-def check_options(sparsity: float, distribution: str, granularity: str) -> Granularity:
-    """Validate the three GaP pruning options; return the parsed granularity."""
+def check_options(sparsity: float, distribution: str, granularity: str, flags=GAP_FLAGS) -> Granularity:
+    """Validate the three GaP pruning options (set by ``flags``); return the parsed granularity."""
+    sparsity_flag, distribution_flag, granularity_flag = flags
     if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"--gap-sparsity must be in [0, 1), got {sparsity}")
+        raise UsageError(f"{sparsity_flag} must be in [0, 1), got {sparsity}")
     if distribution not in DISTRIBUTIONS:
         choices = ", ".join(DISTRIBUTIONS)
-        raise ValueError(f"--gap-distribution must be one of {choices}, got {distribution!r}")
-    gran = parse_granularity(granularity)
+        raise UsageError(f"{distribution_flag} must be one of {choices}, got {distribution!r}")
+    gran = parse_granularity(granularity, granularity_flag)
     if gran.is_n_of_m:
         if abs(sparsity - gran.n_of_m_sparsity) > 1e-9:
-            raise ValueError(
-                f"--gap-granularity {gran.text} keeps {gran.keep} of every {gran.group} weights, so it "
-                f"needs --gap-sparsity {gran.n_of_m_sparsity:g}, got {sparsity}"
+            raise UsageError(
+                f"{granularity_flag} {gran.text} keeps {gran.keep} of every {gran.group} weights, so it "
+                f"needs {sparsity_flag} {gran.n_of_m_sparsity:g}, got {sparsity}"
             )
         if distribution != "uniform":
-            raise ValueError(
-                f"--gap-granularity {gran.text} is uniform by construction (the same pattern in every "
-                f"group of {gran.group}): use --gap-distribution uniform, got {distribution!r}"
+            raise UsageError(
+                f"{granularity_flag} {gran.text} is uniform by construction (the same pattern in every "
+                f"group of {gran.group}): use {distribution_flag} uniform, got {distribution!r}"
             )
     return gran
 
@@ -91,9 +97,9 @@ def unit_width(gran: Granularity) -> int:
 def check_shape(gran: Granularity, name: str, shape: Sequence[int]) -> None:
     width = unit_width(gran)
     if len(shape) == 0:
-        raise ValueError(f"--gap-granularity {gran.text}: {name} is a scalar, not a matrix")
+        raise UsageError(f"--gap-granularity {gran.text}: {name} is a scalar, not a matrix")
     if shape[-1] % width:
-        raise ValueError(
+        raise UsageError(
             f"--gap-granularity {gran.text}: {name} has shape {tuple(shape)}, whose last dimension "
             f"{shape[-1]} is not a multiple of {width}"
         )
@@ -115,7 +121,7 @@ def unit_scores(score: Tensor, gran: Granularity, block_score: str = "l1") -> Te
     if gran.block == 1:
         return score.reshape(1, -1)  # (1, numel)
     if block_score not in BLOCK_SCORES:
-        raise ValueError(f"--gap-block-score must be one of {', '.join(BLOCK_SCORES)}, got {block_score!r}")
+        raise UsageError(f"--gap-block-score must be one of {', '.join(BLOCK_SCORES)}, got {block_score!r}")
     per_weight = score if block_score == "l1" else score.square()
     return per_weight.reshape(-1, gran.block).sum(-1).reshape(1, -1)  # (1, blocks)
 

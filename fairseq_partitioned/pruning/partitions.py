@@ -28,6 +28,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
 
+from ..errors import UsageError
+
 LayerId = Tuple[str, int]
 T = TypeVar("T")
 LAYOUTS = ("official", "paper")
@@ -45,9 +47,13 @@ def layer_of(name: str) -> Optional[LayerId]:
     return (match.group(1), int(match.group(2))) if match else None
 
 
-def prunable_names(names: Iterable[str], regex: Optional[str] = None) -> List[str]:
-    """The names that ``regex`` (``re.search``; default ``DEFAULT_PRUNABLE``) matches, in order."""
-    pattern = re.compile(DEFAULT_PRUNABLE if regex is None else regex)
+def prunable_names(names: Iterable[str], regex: Optional[str] = None, flag: str = "--gap-prunable") -> List[str]:
+    """The names that ``regex`` (``re.search``; default ``DEFAULT_PRUNABLE``) matches, in order; ``flag``
+    is the flag that set it (named in the error for a pattern that is not one)."""
+    try:
+        pattern = re.compile(DEFAULT_PRUNABLE if regex is None else regex)
+    except re.error as e:
+        raise UsageError(f"{flag} {regex!r} is not a regular expression: {e}") from e
     return [name for name in names if pattern.search(name)]
 
 
@@ -66,9 +72,9 @@ def transformer_partitions(encoder_layers: int, decoder_layers: int, kappa: int,
                            layout: str = "official") -> List[List[LayerId]]:
     """The kappa partitions S_0..S_{kappa-1} of Algorithm 1 line 2, encoder first."""
     if kappa < 1:
-        raise ValueError(f"--gap-partitions must be >= 1, got {kappa}")
+        raise UsageError(f"--gap-partitions must be >= 1, got {kappa}")
     if layout not in LAYOUTS:
-        raise ValueError(f"--gap-partition-layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        raise UsageError(f"--gap-partition-layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if encoder_layers < 0 or decoder_layers < 0 or encoder_layers + decoder_layers == 0:
         raise ValueError(f"a model needs layers to partition, got {encoder_layers} + {decoder_layers}")
     everything = [("encoder", i) for i in range(encoder_layers)]
@@ -77,13 +83,13 @@ def transformer_partitions(encoder_layers: int, decoder_layers: int, kappa: int,
         return [everything]
     if layout == "official" or decoder_layers == 0 or encoder_layers == 0:
         if kappa > len(everything):
-            raise ValueError(f"--gap-partitions {kappa}: more partitions than layers ({len(everything)})")
+            raise UsageError(f"--gap-partitions {kappa}: more partitions than layers ({len(everything)})")
         return [[everything[i] for i in piece] for piece in _split(len(everything), kappa)]
     e = max(1, round(kappa / 3))
     partitions = []
     for stack, count, parts in (("encoder", encoder_layers, e), ("decoder", decoder_layers, kappa - e)):
         if parts > count:
-            raise ValueError(
+            raise UsageError(
                 f"--gap-partitions {kappa}: more partitions than layers (the {stack}'s {count} layers "
                 f"would be split into {parts} parts)"
             )
@@ -103,7 +109,7 @@ def partition_names(names: Iterable[str], partitions: Sequence[Sequence[LayerId]
         layer = layer_of(name)
         if layer not in index:
             where = f"is in {layer}, in no partition" if layer else "is not in an encoder or decoder layer"
-            raise ValueError(f"prunable weight {name} {where}: GaP partitions are made of layers")
+            raise UsageError(f"prunable weight {name} {where}: GaP partitions are made of layers")
         grouped[index[layer]].append(name)
     return grouped
 
@@ -111,7 +117,7 @@ def partition_names(names: Iterable[str], partitions: Sequence[Sequence[LayerId]
 def cyclic_partition(step: int, kappa: int) -> int:
     """C-GaP, Algorithm 1 line 5: grow ``step mod kappa``; prune ``cyclic_partition(step - 1, kappa)``."""
     if kappa < 1:
-        raise ValueError(f"--gap-partitions must be >= 1, got {kappa}")
+        raise UsageError(f"--gap-partitions must be >= 1, got {kappa}")
     return step % kappa
 
 
@@ -133,7 +139,7 @@ def random_partition(step: int, items: Sequence[T], kappa: int, seed: int) -> Li
     if step < 0:
         raise ValueError(f"GaP step must be >= 0, got {step}")
     if not 1 <= kappa <= len(items):
-        raise ValueError(f"--gap-partitions must be in 1..{len(items)} (the prunable matrices), got {kappa}")
+        raise UsageError(f"--gap-partitions must be in 1..{len(items)} (the prunable matrices), got {kappa}")
     size = len(items) // kappa
     previous: set = set()
     for s in range(step + 1):

@@ -23,6 +23,7 @@ from omegaconf import II
 from .. import checkpoints
 from ..checkpoints import PLUGIN_KEYS, TASK_NAME, config_value
 from ..diagnostics import measure_alignment
+from ..errors import UsageError
 from ..methods import AlternatingTraining, GrowAndPrune, check_gap_config
 from ..methods.distillation import check_distill_config
 from ..modules import MODULE_KINDS
@@ -31,6 +32,7 @@ from ..optim import find_partitioned_optimizer
 from ..optim.adam_for_partitioned_model import OPTIMIZER_NAME
 from ..pruning import BLOCK_SCORES, LAYOUTS
 from ..version import __version__, fairseq_distribution
+from .checks import check_evaluated_checkpoints, check_flags_are_used, warn_if_alternate_changed
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +151,7 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
     max_update: int = II("optimization.max_update")
     lr_scheduler_name: Optional[str] = II("lr_scheduler._name")
     seed: int = II("common.seed")
+    eval_path: Optional[str] = II("common_eval.path")  # fairseq-generate's --path
     # In-place distillation of the core from the full network (methods/distillation.py).
     core_distill: float = field(
         default=0.0,
@@ -170,11 +173,13 @@ class TranslationWithPartitionedModelTask(TranslationTask):
 
     def __init__(self, cfg: TranslationWithPartitionedModelConfig, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
+        check_flags_are_used(cfg, TranslationWithPartitionedModelConfig)
         check_gap_config(cfg)
         check_distill_config(cfg)
+        check_evaluated_checkpoints(cfg)
         self.method = GrowAndPrune(cfg, seed=_seed(cfg)) if cfg.gap_sparsity > 0 else AlternatingTraining(cfg)
         if cfg.gradient_alignment_interval < 0:
-            raise ValueError(f"--gradient-alignment-interval must be >= 0, got {cfg.gradient_alignment_interval}")
+            raise UsageError(f"--gradient-alignment-interval must be >= 0, got {cfg.gradient_alignment_interval}")
         if cfg.alternate or cfg.gap_sparsity > 0:
             _check_data_parallel(cfg)
         self._optimizer_checked = False
@@ -184,12 +189,14 @@ class TranslationWithPartitionedModelTask(TranslationTask):
 
     # ----------------------------------------------------------------------------- model
     def build_model(self, cfg, from_checkpoint=False):
-        if not from_checkpoint:  # a training run: it may resume from a checkpoint
-            path = checkpoints.restore_path(self.cfg)
-            if path is not None:
-                self.method.resume_from(path, checkpoints.load_lazily(path))
-        model = super().build_model(cfg, from_checkpoint)
-        return self.method.build_model(model, from_checkpoint)
+        path, state = (None, None) if from_checkpoint else checkpoints.read_for_resume(self.cfg)
+        if path is not None:  # a training run that resumes from a checkpoint
+            self.method.resume_from(path, state)
+            warn_if_alternate_changed(self.cfg, path, state)
+        model = self.method.build_model(super().build_model(cfg, from_checkpoint), from_checkpoint)
+        if path is not None:
+            checkpoints.check_architecture(path, state, model, cfg)
+        return model
 
     def state_dict(self):
         return {**super().state_dict(), **self.method.state_dict(), "plugin_version": __version__}
@@ -198,6 +205,12 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         """The task state of a checkpoint about to be evaluated (fairseq-generate, export)."""
         state = dict(state_dict)
         ours = {k: state.pop(k) for k in PLUGIN_KEYS if k in state}
+        if "gap" in ours and self.cfg.max_level is not None:
+            raise UsageError(f"--max-level {self.cfg.max_level}: the checkpoint holds a GaP (sparse) model, which has "
+                             "no core; drop --max-level")
+        if "gap" not in ours and self.cfg.gap_sparsity > 0:
+            raise UsageError(f"--gap-sparsity {self.cfg.gap_sparsity}: the checkpoint has no GaP masks (the masks of "
+                             "a GaP checkpoint come with it); drop --gap-sparsity")
         if "gap" in ours and not isinstance(self.method, GrowAndPrune):
             self.method = GrowAndPrune(self.cfg, seed=_seed(self.cfg), evaluated=ours["gap"])
         self.method.load_state_dict(ours)
@@ -229,7 +242,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         """Partial training needs our optimizer: it applies the update mask (DESIGN.md)."""
         if inner is None and (self.cfg.alternate or self.cfg.gap_sparsity > 0):
             flag = "--alternate" if self.cfg.gap_sparsity == 0 else "--gap-sparsity"
-            raise ValueError(f"{flag} needs --optimizer {OPTIMIZER_NAME}")
+            raise UsageError(f"{flag} needs --optimizer {OPTIMIZER_NAME}")
         self._optimizer_checked = True
 
     def _measure_alignment(self, sample, model, criterion, optimizer, update_num) -> dict:
@@ -297,9 +310,9 @@ def _check_data_parallel(cfg):
     if world <= 1:
         return
     if backend in ("c10d", "pytorch_ddp") and not config_value(cfg, "find_unused_parameters", False):
-        raise ValueError(
+        raise UsageError(
             f"--alternate with --ddp-backend {backend} needs --find-unused-parameters "
             "(or use --ddp-backend legacy_ddp)"
         )
     if backend in ("fully_sharded", "slowmo"):
-        raise ValueError(f"--alternate does not support --ddp-backend {backend}; use legacy_ddp or c10d")
+        raise UsageError(f"--alternate does not support --ddp-backend {backend}; use legacy_ddp or c10d")
