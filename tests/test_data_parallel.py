@@ -1,4 +1,4 @@
-"""Data parallelism on CPU: two fairseq-train processes over gloo survive ATS core steps (DESIGN.md)."""
+"""Data parallelism on CPU: two fairseq-train processes over gloo survive ATS core steps (docs/design.md)."""
 import os
 import socket
 import subprocess

@@ -19,7 +19,6 @@ from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 import fairseq_helpers as h
 from fairseq_partitioned.methods.distillation import DistillingCriterion
 from fairseq_partitioned.modules import partitioned_modules, set_level
-from test_gap import _assert_same_training_state
 from test_train_ats import CORE, EXTENSION, _keys
 
 ATS = ["--alternate", "--max-epoch", "100", "--update-freq", "2",
@@ -143,7 +142,7 @@ def test_alpha_0_is_ats_bit_for_bit_without_a_teacher_forward(data_dir, tmp_path
     plain = _train(data_dir, str(tmp_path / "plain"), [], 4)
     zero = _train(data_dir, str(tmp_path / "zero"), ["--core-distill", "0"], 4)
     assert calls == []
-    _assert_same_training_state(plain, zero)
+    h.assert_same_training_state(plain, zero)
 
 
 def test_no_distillation_before_the_start(data_dir, tmp_path, monkeypatch, caplog):
@@ -151,7 +150,7 @@ def test_no_distillation_before_the_start(data_dir, tmp_path, monkeypatch, caplo
     plain = _train(data_dir, str(tmp_path / "plain"), [], 4)
     late = _train(data_dir, str(tmp_path / "late"), DISTILL + ["--core-distill-start", "4"], 4)
     assert calls == []
-    _assert_same_training_state(plain, late)  # the first 4 updates (0..3) are plain ATS
+    h.assert_same_training_state(plain, late)  # the first 4 updates (0..3) are plain ATS
     with caplog.at_level(logging.INFO):
         _train(data_dir, str(tmp_path / "start3"), DISTILL + ["--core-distill-start", "3"], 4)
     assert len(calls) == 2  # update 3, a core update, of 2 micro-batches
@@ -210,14 +209,14 @@ def test_resume_inside_epoch_1_is_bit_exact(data_dir, tmp_path):
     shutil.copy(os.path.join(straight, "checkpoint_1_3.pt"), resumed / "checkpoint_last.pt")
     b = _train(data_dir, str(resumed), flags, 6)
     assert a["optimizer_history"][-1]["num_updates"] == b["optimizer_history"][-1]["num_updates"] == 6
-    _assert_same_training_state(a, b)
+    h.assert_same_training_state(a, b)
 
 
 def test_gradient_alignment_measures_without_changing_a_distilled_run(data_dir, tmp_path, caplog):
     off = _train(data_dir, str(tmp_path / "off"), DISTILL, 4)
     with caplog.at_level(logging.INFO):
         on = _train(data_dir, str(tmp_path / "on"), DISTILL + ["--gradient-alignment-interval", "1"], 4)
-    _assert_same_training_state(off, on)
+    h.assert_same_training_state(off, on)
     last = [r.getMessage() for r in caplog.records if r.name == "train_inner"][-1]
     assert "grad_alignment=" in last and _distill_losses(caplog)[4] > 0
 

@@ -324,7 +324,11 @@ def test_an_unexpected_exception_keeps_its_traceback():
     error = RuntimeError("a bug")
     hook(RuntimeError, error, None)
     assert seen == [(RuntimeError, error, None)]
-    assert getattr(sys.excepthook, "one_line_usage_errors", False)  # installed by the import
+    # installed by the import, in a process of its own (a test run's other modules may set their own hook)
+    installed = subprocess.run([sys.executable, "-c", "import sys, fairseq_partitioned; "
+                                "print(getattr(sys.excepthook, 'one_line_usage_errors', False))"],
+                               stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(h.PLUGIN_DIR))
+    assert installed.stdout.split() == ["True"]
 
 
 def test_prune_names_its_own_flags(trained, tmp_path):

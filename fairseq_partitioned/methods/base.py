@@ -1,4 +1,4 @@
-"""The one interface both methods implement: partial SGD (ATS paper, Algorithm 2; DESIGN.md).
+"""The one interface both methods implement: partial SGD (ATS paper, Algorithm 2; docs/design.md).
 
 At every update t a method says which part of the model takes part in the forward pass (the forward
 mask: it sets the model's level or masks) and which part the optimizer may change (the update mask:

@@ -1,7 +1,7 @@
 """Small-width partitioned linear layer of the ATS paper (Mohtashami, Jaggi, Stich, AISTATS 2022, sec. 5.2).
 
 The core uses the first r-fraction of a layer's units; the full network is the standard layer. In a
-Transformer (DESIGN.md) that is the first round(r * ffn) hidden units of the FFN (fc1 rows, fc2 columns)
+Transformer (docs/design.md) that is the first round(r * ffn) hidden units of the FFN (fc1 rows, fc2 columns)
 and, in every attention layer, the first round(r * head_dim) key/query dimensions of each head.
 
 The weight is stored as one block per level along the partitioned dimension (``weight_blocks[i]``,

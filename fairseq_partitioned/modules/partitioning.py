@@ -1,4 +1,4 @@
-"""Turn any fairseq Transformer into a partitioned one (ATS paper sec. 5, DESIGN.md).
+"""Turn any fairseq Transformer into a partitioned one (ATS paper sec. 5, docs/design.md).
 
 Partitioned: fc1/fc2 of every encoder and decoder layer and the key/query projections of every
 attention layer. Shared with the core (level 1): everything else.

@@ -1,4 +1,4 @@
-"""Adam that applies the update mask of partial SGD (ATS paper, Algorithm 2; DESIGN.md).
+"""Adam that applies the update mask of partial SGD (ATS paper, Algorithm 2; docs/design.md).
 
 The one place where an update mask is applied, for both methods. Per parameter the mask is
 
@@ -14,7 +14,7 @@ The one place where an update mask is applied, for both methods. Per parameter t
 With every parameter active the update is bit for bit fairseq's ``--optimizer adam``.
 
 The mask is a list aligned with the optimizer's parameters, which are the model's trainable parameters
-in order, or, with ``--fp16``/``--bf16``, fp32 copies of them in the same order (DESIGN.md: no lookup by
+in order, or, with ``--fp16``/``--bf16``, fp32 copies of them in the same order (docs/design.md: no lookup by
 identity). The task hands it over before every update (``set_update_mask``); it holds until the step.
 When a method changes which elements it trains (GaP grows or prunes a partition), it tells the
 optimizer which: ``zero_outside_`` resets the values (of the fp32 copies) and moments outside the new

@@ -20,7 +20,7 @@ layer; a model without an encoder (or decoder) puts all kappa parts in the other
 A layer id is ``("encoder", i)`` or ``("decoder", j)``; a fairseq parameter name maps to one through
 ``layer_of``. The prunable weights are the matrices of attention (q, k, v, out) and FFN (fc1, fc2)
 of every layer (section 3: only the weights of matrix multiplications are made sparse; biases and
-normalization stay dense); embeddings and the output projection stay dense too (DESIGN.md).
+normalization stay dense); embeddings and the output projection stay dense too (docs/design.md).
 """
 import hashlib
 import re

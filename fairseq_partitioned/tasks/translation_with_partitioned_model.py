@@ -1,5 +1,5 @@
 """Translation with a partitioned model: ATS (Mohtashami, Jaggi, Stich, AISTATS 2022) and GaP (Ma et al.,
-ICLR 2022) as partial SGD (DESIGN.md).
+ICLR 2022) as partial SGD (docs/design.md).
 
 fairseq's translation task, whose every update trains a masked part of the model. Which part is the
 business of one method object, chosen from the flags when the task is set up (as
@@ -239,7 +239,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         return loss, sample_size, logging_output
 
     def _check_optimizer(self, inner):
-        """Partial training needs our optimizer: it applies the update mask (DESIGN.md)."""
+        """Partial training needs our optimizer: it applies the update mask (docs/design.md)."""
         if inner is None and (self.cfg.alternate or self.cfg.gap_sparsity > 0):
             flag = "--alternate" if self.cfg.gap_sparsity == 0 else "--gap-sparsity"
             raise UsageError(f"{flag} needs --optimizer {OPTIMIZER_NAME}")
@@ -304,7 +304,7 @@ def _seed(cfg) -> int:
 
 
 def _check_data_parallel(cfg):
-    """A core update leaves the extension out of the graph (DESIGN.md)."""
+    """A core update leaves the extension out of the graph (docs/design.md)."""
     world = config_value(cfg, "distributed_world_size", 1)
     backend = config_value(cfg, "ddp_backend")
     if world <= 1:
