@@ -1,9 +1,7 @@
-#!/usr/bin/env python3
 """What each step of a C-GaP run keeps: the new mask's share of grown weights, valid loss dense and at S.
 
-    python scripts/gap_steps.py RUN_DIR --data DATA_BIN [--json OUT.json]
-
-RUN_DIR holds a C-GaP run split into processes, one per step (scripts/gap_ladder.py:
+Used by scripts/gap_ladder_report.py (``gap_ladder.py --report-only``); not a command itself. A run
+directory holds a C-GaP run split into processes, one per step (scripts/gap_ladder.py:
 checkpoints/stepK/checkpoint_last.pt). For every step k, from the checkpoint at its end (the model at S,
 with the grown partition's dense values set aside in it):
 
@@ -14,18 +12,14 @@ with the grown partition's dense values set aside in it):
   as the step ended, its partition dense;
 - ``valid at S``: the same after the prune (the checkpoint's model), and ``lost``: the difference.
 """
-import argparse
 import glob
-import json
 import math
 import os
 import re
-import warnings
-from typing import Dict, List
+from typing import TYPE_CHECKING, Dict, List
 
-import console
-
-PROG = "gap-steps"
+if TYPE_CHECKING:
+    import torch
 
 
 def grown_share(new: Dict[str, "torch.Tensor"], before: Dict[str, "torch.Tensor"]) -> float:
@@ -92,8 +86,7 @@ def analyse(run_dir: str, data: str) -> List[dict]:
 
     paths = step_checkpoints(run_dir)
     if not paths:
-        console.fail(PROG, f"no checkpoints/stepK/checkpoint_last.pt in {run_dir} (RUN_DIR: a C-GaP run of "
-                           "scripts/gap_ladder.py)")
+        return []
     valid = ValidLoss(paths[0], data)
     rows, before = [], None
     for k, path in enumerate(paths):
@@ -106,27 +99,6 @@ def analyse(run_dir: str, data: str) -> List[dict]:
                      "grown_share": grown_share({n: masks[n] for n in grown}, {n: before[n] for n in grown}),
                      "valid_dense": dense, "valid_at_s": at_s, "lost": at_s - dense})
         before = masks
-        print(f"{PROG}: step {k}: {rows[-1]['grown_share']:.3f} of the kept weights grown, valid loss "
+        print(f"gap-ladder: {run_dir}, step {k}: {rows[-1]['grown_share']:.3f} of the kept weights grown, valid loss "
               f"{dense:.3f} dense, {at_s:.3f} at S", flush=True)
     return rows
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("run_dir")
-    parser.add_argument("--data", required=True, help="the binarized data the run trained on (its valid split)")
-    parser.add_argument("--json", help="also write the rows here")
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore", category=UserWarning)  # torch's weights_only and fairseq's hydra notices
-    rows = analyse(args.run_dir, args.data)
-    print(console.format_table(["step", "matrices", "grown share", "valid dense", "valid at S", "lost"],
-                               [[str(r["step"]), str(r["matrices"]), f"{r['grown_share']:.3f}", f"{r['valid_dense']:.3f}",
-                                 f"{r['valid_at_s']:.3f}", f"{r['lost']:+.3f}"] for r in rows]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
-
-
-if __name__ == "__main__":
-    main()
