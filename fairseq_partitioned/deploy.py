@@ -19,7 +19,7 @@ Which networks are standard Transformers:
 - not the core of a low-rank model (``PartitionedRankLinear``): no engine has a factorized linear, and
   the merged V U has the full network's shapes and speed.
 
-The ``ctranslate2`` package is the optional extra ``deploy`` (``pip install fairseq_partitioned[deploy]``).
+The ``ctranslate2`` package is the plugin's optional extra ``deploy`` (setup.py; ``make setup`` installs it).
 """
 import argparse
 import math
@@ -42,7 +42,7 @@ from .optim.gap_inverse_sqrt import GapInverseSqrtConfig
 from .tasks.translation_with_partitioned_model import TranslationWithPartitionedModelConfig
 
 CTRANSLATE2_REQUIREMENT = "ctranslate2>=4.8,<4.9"  # the pin of setup.py's deploy extra
-INSTALL_HINT = f"pip install 'fairseq_partitioned[deploy]' (or pip install '{CTRANSLATE2_REQUIREMENT}')"
+INSTALL_HINT = f"pip install '{CTRANSLATE2_REQUIREMENT}' (the plugin's deploy extra: pip install -e '.[deploy]'; make setup installs it)"
 LOW_RANK_REFUSAL = (
     "a low-rank core (PartitionedRankLinear) is no standard Transformer: no engine has a factorized "
     "linear, and merged (V U) it has the full network's shapes and speed; convert --level full, or deploy "

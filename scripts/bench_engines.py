@@ -8,11 +8,13 @@
   length limit ``int(a * S + b)`` for the batch's padded source length S.
 
 Both take a ``Batch`` (the fairseq sample and the same sentences as tokens) and return, in the batch's
-order, each sentence's hypothesis as tokens joined by spaces (BPE kept).
+order, each sentence's hypothesis as tokens joined by spaces (BPE kept); ``score`` gives each reference's
+log-probability (natural log, EOS included) under the network, teacher-forced.
 """
 from dataclasses import dataclass
 from typing import List
 
+import torch
 from fairseq import checkpoint_utils, options, tasks, utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
@@ -22,6 +24,7 @@ class Batch:
     sample: dict  # fairseq's collated sample (sentences in the collater's order)
     ids: List[int]  # sentence ids, in the order of ``sources``
     sources: List[List[str]]  # the source sentences as tokens, without EOS
+    targets: List[List[str]]  # their references as tokens, without EOS
     max_len: int  # fairseq's limit for this batch: int(max_len_a * padded source length + max_len_b)
 
 
@@ -32,8 +35,9 @@ def batches(dataset, src_dict, ids: List[int], size: int, max_len_a: float, max_
         chunk = ids[start:start + size]
         sample = dataset.collater([dataset[i] for i in chunk])
         sources = [src_dict.string(dataset[i]["source"]).split() for i in chunk]
+        targets = [dataset.tgt_dict.string(dataset[i]["target"]).split() for i in chunk]
         max_len = int(max_len_a * sample["net_input"]["src_tokens"].size(1) + max_len_b)
-        out.append(Batch(sample, chunk, sources, max_len))
+        out.append(Batch(sample, chunk, sources, targets, max_len))
     return out
 
 
@@ -60,6 +64,15 @@ class FairseqEngine:
         by_id = {int(i): self.tgt_dict.string(h[0]["tokens"].int()) for i, h in zip(batch.sample["id"], hypos)}
         return [by_id[i] for i in batch.ids]
 
+    def score(self, batch: Batch) -> List[float]:
+        model = self.models[0]
+        with torch.no_grad():
+            lprobs = model.get_normalized_probs(model(**batch.sample["net_input"]), log_probs=True)  # (B, T, V)
+        target = batch.sample["target"]
+        picked = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1).masked_fill(target == self.tgt_dict.pad(), 0)
+        by_id = {int(i): float(row.sum()) for i, row in zip(batch.sample["id"], picked)}
+        return [by_id[i] for i in batch.ids]
+
 
 class CTranslate2Engine:
     def __init__(self, model_dir: str):
@@ -72,3 +85,6 @@ class CTranslate2Engine:
             batch.sources, beam_size=beam, length_penalty=1.0, min_decoding_length=1,
             max_decoding_length=batch.max_len)
         return [" ".join(r.hypotheses[0]) for r in results]
+
+    def score(self, batch: Batch) -> List[float]:
+        return [sum(r.log_probs) for r in self.translator.score_batch(batch.sources, batch.targets)]

@@ -17,8 +17,10 @@ Each runs in
 For every network and engine: parameters (of the network: the sparse one's non-zero weights; the narrow
 core without its zero q/k rows), the file the engine loads (the exported fairseq checkpoint, the
 low-rank core's compact one; CTranslate2's model.bin), test BLEU (fairseq's tokenized BLEU-4 as the
-study's, scripts/generate_bleu.py) with beam 4 and greedy on the whole test split in batches of 32, the
-share of test sentences whose hypothesis is fairseq's own (CTranslate2 rows), and target tokens per
+study's, scripts/generate_bleu.py) with beam 4 and greedy on the whole test split in batches of 32; for
+a CTranslate2 model, the share of test sentences whose beam-4 hypothesis is fairseq's own ("same
+hyps") and how far its log-probabilities of the test references are from fairseq's ("Δ log p": mean
+over sentences of |difference| in bits per token, EOS included, teacher-forced); and target tokens per
 second (EOS included) with beam 4 and greedy, at batch 1 and 32.
 
 Timing: one process, one thread (torch and CTranslate2). The same sentences every round (a fixed
@@ -36,6 +38,7 @@ networks whose outputs differ in length.
 import argparse
 import json
 import logging
+import math
 import os
 import random
 import statistics
@@ -191,8 +194,8 @@ def time_cells(args, nets, timing) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- report
-def table(nets, bleus, speeds, markdown: bool = False) -> str:
-    header = ["network", "engine", "parameters", "MiB", "BLEU beam 4", "BLEU greedy", "same hyps",
+def table(nets, bleus, fidelity, speeds, markdown: bool = False) -> str:
+    header = ["network", "engine", "parameters", "MiB", "BLEU beam 4", "BLEU greedy", "same hyps", "Δ log p",
               *[f"tok/s {'beam 4' if beam == 4 else 'greedy'} bs{bs}" for beam in BEAMS for bs in BATCH_SIZES]]
     rows = []
     for net in nets:
@@ -200,10 +203,11 @@ def table(nets, bleus, speeds, markdown: bool = False) -> str:
             name = net["name"]
             b = {beam: bleus[(name, engine, beam)] for beam in BEAMS}
             same = "" if engine == "fairseq" else f"{100 * b[4]['same']:.1f}%"
+            delta = "" if engine == "fairseq" else f"{fidelity[(name, engine)]:.1e}"
             cells = [f"{speeds[(name, engine, beam, bs)]['tokens_per_s']:.0f} ({speeds[(name, engine, beam, bs)]['ratio']:.2f}x)"
                      for beam in BEAMS for bs in BATCH_SIZES]
             rows.append([LABELS[name], engine, f"{net['parameters']:,}", f"{held['bytes'] / 2 ** 20:.1f}",
-                         f"{b[4]['bleu']:.2f}", f"{b[1]['bleu']:.2f}", same, *cells])
+                         f"{b[4]['bleu']:.2f}", f"{b[1]['bleu']:.2f}", same, delta, *cells])
     if markdown:
         return "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *rows])
     return format_table(header, rows)
@@ -251,6 +255,17 @@ def main(argv=None):
                     check = f" (the study's fairseq-generate: {result['study_bleu']})"
                 print(f"{PROG}: {net['name']} {engine} beam {beam}: BLEU {result['bleu']:.2f}{check}", flush=True)
 
+    fidelity = {}  # how far each CTranslate2 model's log-probabilities of the references are from fairseq's
+    for net in nets:
+        scores = {e: [x for batch in test for x in held["engine"][4].score(batch)] for e, held in net["engines"].items()}
+        lengths = [len(t) + 1 for batch in test for t in batch.targets]
+        for engine in scores:
+            if engine != "fairseq":
+                bits = [abs(c - f) / math.log(2) / n for c, f, n in zip(scores[engine], scores["fairseq"], lengths)]
+                fidelity[(net["name"], engine)] = statistics.mean(bits)
+                print(f"{PROG}: {net['name']} {engine}: log-probabilities of the references "
+                      f"{fidelity[(net['name'], engine)]:.2g} bits per token from fairseq's (mean)", flush=True)
+
     rng = random.Random(0)
     sample = sorted(rng.sample(range(len(dataset)), min(args.timing_sentences, len(dataset))), key=position.get)
     one_by_one = sample[:: max(1, len(sample) // args.timing_sentences_bs1)][: args.timing_sentences_bs1]
@@ -258,10 +273,10 @@ def main(argv=None):
               1: batches(dataset, task.source_dictionary, one_by_one, 1, MAX_LEN_A, MAX_LEN_B)}
     speeds = time_cells(args, nets, timing)
 
-    print(table(nets, bleus, speeds))
+    print(table(nets, bleus, fidelity, speeds))
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(table(nets, bleus, speeds, markdown=True) + "\n")
+            f.write(table(nets, bleus, fidelity, speeds, markdown=True) + "\n")
         print(f"{PROG}: wrote {args.markdown}")
     if args.json:
         record = {
@@ -269,6 +284,7 @@ def main(argv=None):
                                      "bytes": {e: h["bytes"] for e, h in n["engines"].items()}} for n in nets},
             "bleu": {"/".join(map(str, k)): {"bleu": v["bleu"], "same_as_fairseq": v["same"], "study_bleu": v.get("study_bleu")}
                      for k, v in bleus.items()},
+            "log_prob_bits_per_token_from_fairseq": {"/".join(k): v for k, v in fidelity.items()},
             "speed": {"/".join(map(str, k)): v for k, v in speeds.items()},
             "settings": vars(args),
         }
