@@ -32,7 +32,7 @@ its tokens per second over that of the standard Transformer in fairseq-generate 
 Decoding is natural (each network stops where it emits EOS), so tokens per second, not time, compares
 networks whose outputs differ in length.
 
-    python scripts/deploy_benchmark.py --study-dir study [--seed 1] [--updates 1500] [--rounds 3]
+    python scripts/deploy_benchmark.py --study-dir study [--seed 1] [--updates 1500] [--rounds 5]
         [--networks standard/full,ats-width/core] [--json deploy.json] [--markdown deploy.md]
 """
 import argparse
@@ -82,9 +82,9 @@ def parse_args(argv=None):
                         help="U: the study's --updates, where its networks are read (default 1500, the study's)")
     parser.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated ROW/NETWORK")
     parser.add_argument("--work", help="where the exports go (default STUDY-DIR/deploy)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--timing-sentences", type=int, default=64, help="timed at batch 32 (default 64)")
-    parser.add_argument("--timing-sentences-bs1", type=int, default=16, help="timed one by one (default 16)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--timing-sentences", type=int, default=128, help="timed at batch 32 (default 128)")
+    parser.add_argument("--timing-sentences-bs1", type=int, default=32, help="timed one by one (default 32)")
     parser.add_argument("--bleu-sentences", type=int, help="translate only the first N test sentences for BLEU")
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--markdown", help="write the table here as markdown")
