@@ -21,7 +21,8 @@ $(STAMP): setup.py
 	$(PY) -c "import fairseq" 2>/dev/null || $(PIP) install -q --no-deps --no-build-isolation fairseq-fixed==0.12.3.1
 	$(PIP) install -q hydra-core==1.3.2 omegaconf==2.3.0 bitarray scikit-learn sacrebleu regex tqdm cffi packaging \
 		pytest sacremoses subword-nmt matplotlib
-	$(PIP) install -q --no-deps --no-build-isolation -e .
+	# the plugin and its deploy extra (setup.py: ctranslate2 4.8, which pulls numpy and pyyaml, no torch)
+	$(PIP) install -q --no-build-isolation -e ".[deploy]"
 	touch $(STAMP)
 
 test: setup

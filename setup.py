@@ -13,6 +13,8 @@ setup(
     description="ATS (alternating training) and GaP (grow-and-prune) for fairseq",
     packages=find_packages(include=["fairseq_partitioned", "fairseq_partitioned.*"]),
     python_requires=">=3.9",
+    # CTranslate2 for `fairseq-partitioned-export --ctranslate2` (docs/deploy.md); it needs no torch of its own
+    extras_require={"deploy": ["ctranslate2>=4.8,<4.9"]},
     entry_points={
         "console_scripts": [
             "fairseq-partitioned-export = fairseq_partitioned.cli.export:cli_main",

@@ -5,15 +5,26 @@
         layer becomes the nn.Linear it stands for (W + V U for the low-rank kind, the joined blocks for
         the small-width kind). Plain fairseq-generate loads it without --user-dir.
     fairseq-partitioned-export CKPT --level core --output OUT.pt
-        the same checkpoint with the extension weights removed (level 1 only); load it with the plugin.
+        small-width kind (PartitionedLinear): the core as a standard, narrow fairseq Transformer (FFN of
+        the core's width, q/k heads padded with zero rows; fairseq_partitioned/deploy.py), loaded by plain
+        fairseq-generate. Low-rank kind: the checkpoint with the extension weights removed (level 1
+        only); load it with the plugin.
     fairseq-partitioned-export GAP_CKPT --level full --output OUT.pt [--sparse-output OUT.sparse.pt]
         a GaP checkpoint as a standard fairseq checkpoint, zeros in place; optionally also the weights in
         compressed sparse form, with its size.
+    fairseq-partitioned-export CKPT --level full|core --ctranslate2 DIR [--quantization int8] [--data DATA]
+        any of those that is a standard Transformer (not a low-rank core) as a CTranslate2 model, through
+        CTranslate2's own converter (the ``deploy`` extra); --output also keeps the fairseq checkpoint.
+
+Every export is a plain fairseq checkpoint in every field fairseq or a converter reads (deploy.py); a
+checkpoint of plain ``--task translation`` (the standard Transformer) exports as such, at --level full.
 """
 import argparse
 import logging
 import os
 import sys
+import tempfile
+import warnings
 from typing import Tuple
 
 import torch
@@ -22,9 +33,9 @@ from fairseq.dataclass.utils import merge_with_parent
 from omegaconf import open_dict
 from torch import nn
 
-from .. import checkpoints
+from .. import checkpoints, deploy
 from ..checkpoints import TASK_NAME
-from ..modules import LevelledModule
+from ..modules import LevelledModule, PartitionedLinear
 from ..pruning import parse_granularity
 from ..pruning.granularity import unit_width
 from ..tasks.translation_with_partitioned_model import (
@@ -85,29 +96,53 @@ def export(path: str, level: str, output: str, sparse_output: str = None) -> dic
     """Write the export; returns sizes and parameter counts for the report."""
     if level not in ("full", "core"):
         raise ValueError(f"--level must be 'full' or 'core', got {level!r}")
-    if checkpoints.masks(checkpoints.load_lazily(path)["model"]):
+    lazily = checkpoints.load_lazily(path)
+    if checkpoints.masks(lazily["model"]):
         return _export_gap(path, level, output, sparse_output)
     if sparse_output:
         raise ValueError("--sparse-output is for GaP checkpoints (sparse weights)")
+    if checkpoints.task_name(lazily) == "translation" and not checkpoints.task_state(lazily).get("partition"):
+        return _export_plain(path, level, output)
     state, task, model = load_partitioned(path, level=1 if level == "core" else None)
     spec = task.method.spec
     if level == "full" and spec.built_levels < spec.num_levels:
         raise ValueError(f"{path} holds only levels 1..{spec.built_levels}: it has no full network to export")
+    report = {}
     if level == "full":
         to_standard_transformer(model)
-        checkpoints.as_plain_translation(state)
+        deploy.as_plain_fairseq(state)
+    elif spec.module_name == PartitionedLinear.__name__:
+        # a small-width core is a narrow standard Transformer (fairseq_partitioned/deploy.py)
+        report["zeros"] = deploy.to_narrow_transformer(model, state["cfg"].model)
+        deploy.as_plain_fairseq(state)
     else:
         state.pop("last_optimizer_state", None)  # per-parameter state of the training model
         with open_dict(state["cfg"]):
             state["cfg"].task.max_level = 1
             state["cfg"].task.alternate = False
         state["task_state"] = task.state_dict()
+        deploy.as_written_by_fairseq(state)
     state["model"] = model.state_dict()
+    checkpoints.save(state, output)
+    return {
+        **report,
+        "input_bytes": os.path.getsize(path),
+        "output_bytes": os.path.getsize(output),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _export_plain(path: str, level: str, output: str) -> dict:
+    """A standard Transformer trained by plain fairseq (``--task translation``, perhaps with this
+    plugin's --user-dir): written as a plain checkpoint without the optimizer state."""
+    if level != "full":
+        raise ValueError(f"{path} is a standard Transformer (--task translation): it has no core; use --level full")
+    state = deploy.as_plain_fairseq(checkpoints.load(path))
     checkpoints.save(state, output)
     return {
         "input_bytes": os.path.getsize(path),
         "output_bytes": os.path.getsize(output),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": checkpoints.count_tensors(state["model"]),
     }
 
 
@@ -122,7 +157,7 @@ def _export_gap(path: str, level: str, output: str, sparse_output: str = None) -
         raise ValueError(f"{path}: {dense[0]} has nonzero weights where its mask is False")
     _check_sparsity(path, state, masks)
     state["model"] = checkpoints.without_masks(state["model"])
-    checkpoints.as_plain_translation(state)
+    deploy.as_plain_fairseq(state)
     checkpoints.save(state, output)
     report = {
         "input_bytes": os.path.getsize(path),
@@ -165,28 +200,81 @@ def _csr32(dense: torch.Tensor) -> torch.Tensor:
     )
 
 
+def export_ctranslate2(path: str, level: str, output_dir: str, quantization: str = None, data: str = None,
+                       output: str = None) -> dict:
+    """``export`` (to ``output``, or to a temporary file), then CTranslate2's converter to ``output_dir``.
+    Everything that can refuse is checked before any work."""
+    deploy.require_ctranslate2()
+    deploy.check_quantization(quantization)
+    deploy.check_output_dir(output_dir)
+    lazily = checkpoints.load_lazily(path)
+    deploy.check_convertible(lazily, level)
+    data = deploy.dictionary_dir(lazily, data)
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = output or os.path.join(tmp, "plain.pt")
+        report = export(path, level, plain)
+        deploy.convert_to_ctranslate2(plain, data, output_dir, quantization)
+    report["ctranslate2_bytes"] = sum(
+        os.path.getsize(os.path.join(output_dir, f)) for f in os.listdir(output_dir))
+    return report
+
+
 def cli_main(argv=None):
     parser = argparse.ArgumentParser(prog="fairseq-partitioned-export", description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", help="checkpoint of --task translation_with_partitioned_model")
+    parser.add_argument("checkpoint", help="checkpoint of --task translation_with_partitioned_model (or translation)")
     parser.add_argument("--level", required=True, choices=["full", "core"], help="which network to export")
-    parser.add_argument("--output", required=True, help="where to write the exported checkpoint")
+    parser.add_argument("--output", help="where to write the exported checkpoint (optional with --ctranslate2)")
     parser.add_argument(
         "--sparse-output", help="GaP checkpoints: also write the weights in compressed sparse (CSR) form here"
     )
+    parser.add_argument(
+        "--ctranslate2", metavar="DIR",
+        help="write the network as a CTranslate2 model in DIR, with CTranslate2's FairseqConverter "
+        f"(the deploy extra: {deploy.INSTALL_HINT})",
+    )
+    parser.add_argument(
+        "--quantization", help="with --ctranslate2: CTranslate2's weight type (int8, int16, float16, ...; "
+        "default: float32, as trained)",
+    )
+    parser.add_argument(
+        "--data", help="with --ctranslate2: the data-bin of the model's dictionaries (default: the one it was "
+        "trained on, as the checkpoint names it)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger().setLevel(logging.WARNING)  # fairseq's text_to_speech module set it to INFO on import
+    # the plugin lets fairseq load its checkpoints (which hold configs) with weights_only=False, and torch says so
+    warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
     try:
-        report = export(args.checkpoint, args.level, args.output, args.sparse_output)
+        if not (args.output or args.ctranslate2):
+            raise ValueError("--output is required (optional only with --ctranslate2 DIR)")
+        for flag in ("quantization", "data"):
+            if getattr(args, flag) is not None and not args.ctranslate2:
+                raise ValueError(f"--{flag} is for --ctranslate2 DIR: without it nothing would read it")
+        if args.ctranslate2:
+            if args.sparse_output:
+                raise ValueError("--sparse-output is not read with --ctranslate2: export the sparse form on its own")
+            report = export_ctranslate2(args.checkpoint, args.level, args.ctranslate2, args.quantization,
+                                        args.data, args.output)
+        else:
+            report = export(args.checkpoint, args.level, args.output, args.sparse_output)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"fairseq-partitioned-export: error: {e}")
     mb = 1024 * 1024
-    print(
-        f"wrote {args.output}: {args.level} network, {report['parameters']:,} parameters, "
-        f"{report['output_bytes'] / mb:.2f} MiB (input {report['input_bytes'] / mb:.2f} MiB, "
-        f"optimizer state dropped)"
-    )
+    zeros = f" ({report['zeros']:,} of them the zero q/k rows of the core's heads)" if report.get("zeros") else ""
+    if args.output:
+        print(
+            f"wrote {args.output}: {args.level} network, {report['parameters']:,} parameters{zeros}, "
+            f"{report['output_bytes'] / mb:.2f} MiB (input {report['input_bytes'] / mb:.2f} MiB, "
+            f"optimizer state dropped)"
+        )
     if "sparse_bytes" in report:
         print(f"wrote {args.sparse_output}: {report['sparse_bytes'] / mb:.2f} MiB in compressed sparse form")
+    if args.ctranslate2:
+        print(
+            f"wrote {args.ctranslate2}: CTranslate2 model of the {args.level} network, {args.quantization or 'float32'}, "
+            f"{report['parameters']:,} parameters{zeros}, {report['ctranslate2_bytes'] / mb:.2f} MiB"
+        )
 
 
 if __name__ == "__main__":
