@@ -274,6 +274,7 @@ def test_prune_from_dense_finetune_export_and_plain_generate(data_dir, tmp_path)
     assert checkpoints.parameter_counts(state) == checkpoints.parameter_counts(h.load_checkpoint(pruned)) == {
         "sparse": sparse}
     assert not any(k.endswith(".mask") for k in plain["model"])
+    assert report["parameters"] == sparse + zeros  # every parameter, zeros in place; not the version buffers
     assert h.hypotheses(h.generate_main(data_dir, ["--task", "translation"], path=plain_pt, user_dir=False)) == plugin
 
 

@@ -162,7 +162,7 @@ def _export_gap(path: str, level: str, output: str, sparse_output: str = None) -
     report = {
         "input_bytes": os.path.getsize(path),
         "output_bytes": os.path.getsize(output),
-        "parameters": sum(v.numel() for v in state["model"].values() if torch.is_tensor(v)),
+        "parameters": checkpoints.count_tensors(state["model"]),  # fairseq's version buffers are none
     }
     if sparse_output:
         # Prunable matrices in compressed sparse row form (values, column indices, row pointers),
