@@ -14,6 +14,8 @@ from fairseq.optim.lr_scheduler.inverse_square_root_schedule import (
 )
 from omegaconf import II
 
+from ..schedules.gap import stage_at
+
 
 @dataclass
 class GapInverseSqrtConfig(InverseSquareRootLRScheduleConfig):
@@ -31,7 +33,7 @@ class GapInverseSqrtSchedule(InverseSquareRootSchedule):
         self._epoch_stage = None
 
     def _stage_of_epoch(self, epoch: int) -> int:
-        return min((epoch - 1) // self.cfg.gap_step_epochs, self.cfg.gap_steps)
+        return stage_at(epoch, 0, self.cfg.gap_steps, self.cfg.gap_step_epochs, 0)
 
     def step_begin_epoch(self, epoch):
         if self.cfg.gap_step_epochs > 0:
@@ -44,7 +46,7 @@ class GapInverseSqrtSchedule(InverseSquareRootSchedule):
             if stage != self.stage:  # the first update of a new stage (a resumed stage keeps its start)
                 self.stage, self.stage_start = stage, num_updates
         elif self.cfg.gap_step_updates > 0:
-            self.stage = min(num_updates // self.cfg.gap_step_updates, self.cfg.gap_steps)
+            self.stage = stage_at(1, num_updates, self.cfg.gap_steps, 0, self.cfg.gap_step_updates)
             self.stage_start = self.stage * self.cfg.gap_step_updates
         return super().step_update(num_updates - self.stage_start)
 

@@ -19,6 +19,14 @@ from ..pruning import cyclic_partition, random_partition
 SINGLE_STEP = -1  # the step of a single-step run (a P-GaP worker, or --gap-grow-step)
 
 
+def stage_at(epoch: int, num_updates: int, steps: int, step_epochs: int, step_updates: int) -> int:
+    """The C-GaP stage that update ``num_updates`` (0-based), in ``epoch`` (1-based), belongs to: step
+    0..K-1 (K = ``steps``) of T = ``step_epochs`` epochs, or of N = ``step_updates`` updates when T is 0;
+    K is the fine-tune. The one place this is computed (the masks' schedule and the learning rate's)."""
+    step = (epoch - 1) // step_epochs if step_epochs > 0 else num_updates // step_updates
+    return min(step, steps)
+
+
 @dataclass(frozen=True)
 class GapSchedule:
     partitions: Sequence[Sequence[str]]  # the kappa partitions, as prunable weight names
@@ -36,8 +44,8 @@ class GapSchedule:
             return SINGLE_STEP
         if self.steps <= 0:
             return None
-        step = (epoch - 1) // self.step_epochs if self.step_epochs > 0 else num_updates // self.step_updates
-        return step if step < self.steps else None
+        stage = stage_at(epoch, num_updates, self.steps, self.step_epochs, self.step_updates)
+        return stage if stage < self.steps else None
 
     def dense_at(self, step: Optional[int]) -> List[str]:
         """The prunable weights held dense during ``step``."""
