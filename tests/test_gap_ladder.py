@@ -102,12 +102,19 @@ def test_the_steps_of_a_run_in_processes_are_measured_as_its_validation_saw_them
                                       "--reset-optimizer", "--reset-lr-scheduler", "--reset-meters"]
         log = tmp_path / f"step{step}.log"
 
-        handler = logging.FileHandler(log)
-        logging.getLogger().addHandler(handler)
+        # fairseq logs validation at INFO; the root logger's level depends on what ran before in this
+        # process (the export's main, run in-process by other tests, sets it to WARNING), so set it here.
+        root = logging.getLogger()
+        handler, level = logging.FileHandler(log), root.level
+        handler.setLevel(logging.INFO)
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
         try:
             h.train_translation_model(data_dir, flags + ["--gap-grow-step", str(step)] + extra, save_dir=save)
         finally:
-            logging.getLogger().removeHandler(handler)
+            root.removeHandler(handler)
+            root.setLevel(level)
+            handler.close()
         logs.append(log)
     rows = gap_steps.analyse(str(tmp_path), data_dir)
     assert [r["step"] for r in rows] == [0, 1]
