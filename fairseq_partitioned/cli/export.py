@@ -36,7 +36,7 @@ from torch import nn
 from .. import checkpoints, deploy
 from ..checkpoints import TASK_NAME
 from ..modules import LevelledModule, PartitionedLinear
-from ..pruning import parse_granularity
+from ..pruning import PruningSpec
 from ..pruning.granularity import unit_width
 from ..tasks.translation_with_partitioned_model import (
     TranslationWithPartitionedModelConfig,
@@ -179,8 +179,7 @@ def _check_sparsity(path: str, state: dict, masks: dict):
     target = (checkpoints.gap_state(state) or {}).get("sparsity")
     if target is None:
         return
-    granularity = (state["cfg"]["task"] or {}).get("gap_granularity") or "unstructured"
-    width = unit_width(parse_granularity(str(granularity)))
+    width = unit_width(PruningSpec.from_args(state["cfg"]["task"] or {}).granularity)
     total = sum(m.numel() for m in masks.values())
     pruned = sum(int((~m).sum()) for m in masks.values())
     if pruned < target * total - width * len(masks):

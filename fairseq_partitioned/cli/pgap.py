@@ -24,25 +24,22 @@ import os
 import shlex
 import subprocess
 import sys
-from typing import List
+from typing import List, Tuple
 
 import torch
 from omegaconf import open_dict
 
 from .. import checkpoints
 from ..errors import UnreadableCheckpoint, UsageError
-from ..pruning import combine, owners, prunable_names, prune_to
+from ..pruning import PruningSpec, combine, owners, prune
+from ..tasks.gap_pruning_config import add_gap_pruning_args
 
 
-def _train_flags(train_args: List[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--gap-sparsity", type=float, default=0.0)
-    p.add_argument("--gap-partitions", type=int, default=3)
-    p.add_argument("--gap-distribution", default="uniform")
-    p.add_argument("--gap-granularity", default="unstructured")
-    p.add_argument("--gap-prunable", default=None)
-    p.add_argument("--gap-partition-layout", default="official")
-    p.add_argument("--gap-block-score", default="l1")
+def _train_flags(train_args: List[str]) -> Tuple[argparse.Namespace, PruningSpec]:
+    """What the workers' fairseq-train arguments say of the GaP model (the task's own flags, read as the
+    task reads them): its partitions, ``--cpu``, and its pruning options."""
+    p = argparse.ArgumentParser(prog="fairseq-partitioned-pgap", add_help=False)
+    add_gap_pruning_args(p)
     p.add_argument("--cpu", action="store_true")
     known, _ = p.parse_known_args(train_args)
     for flag in ("--save-dir", "--max-epoch", "--restore-file", "--gap-grow-partition", "--gap-grow-step", "--alternate"):
@@ -50,7 +47,7 @@ def _train_flags(train_args: List[str]) -> argparse.Namespace:
             raise UsageError(f"{flag} is set by fairseq-partitioned-pgap: remove it from the fairseq-train arguments")
     if not 0 < known.gap_sparsity < 1:
         raise UsageError("the fairseq-train arguments need --gap-sparsity S with 0 < S < 1")
-    return known
+    return known, PruningSpec.from_args(known)
 
 
 def worker_command(train_args, save_dir, rnd, worker, step_epochs) -> List[str]:
@@ -79,15 +76,14 @@ def combined_path(save_dir, rnd):
     return os.path.join(save_dir, f"round{rnd}", "combined.pt")
 
 
-def combine_round(save_dir: str, rnd: int, flags: argparse.Namespace) -> str:
+def combine_round(save_dir: str, rnd: int, flags: argparse.Namespace, spec: PruningSpec) -> str:
     """Algorithm 2 lines 9-11: combine the workers' dense partitions, prune the whole model to S."""
     kappa = flags.gap_partitions
     states = [checkpoints.load(os.path.join(worker_dir(save_dir, rnd, w), "checkpoint_last.pt")) for w in range(kappa)]
     models = [checkpoints.with_set_aside(s) for s in states]  # each worker's grown partition, dense
     model = combine(models, owners(models[0], kappa, flags.gap_partition_layout))
-    names = prunable_names(list(model), flags.gap_prunable)
-    pruned = prune_to({n: model[n].float() for n in names}, flags.gap_sparsity, flags.gap_distribution,
-                      flags.gap_granularity, block_score=flags.gap_block_score)
+    names = spec.prunable_names(list(model))
+    pruned = prune({n: model[n].float() for n in names}, spec)
     checkpoints.set_masks(model, pruned)
     state = states[0]
     state["model"] = model
@@ -191,13 +187,13 @@ def run_workers(commands: List[List[str]], logs: List[str], parallel: int, cpu: 
 
 
 def main(args, train_args):
-    flags = _train_flags(train_args)
+    flags, spec = _train_flags(train_args)
     kappa = flags.gap_partitions
     if args.rounds < 1 or args.step_epochs < 1:
         raise UsageError("--rounds and --step-epochs must be >= 1")
     if args.combine_round is not None:
         check_round_trained(args.save_dir, args.combine_round, kappa, args.step_epochs)
-        print(combine_round(args.save_dir, args.combine_round, flags))
+        print(combine_round(args.save_dir, args.combine_round, flags, spec))
         return
     me = ["fairseq-partitioned-pgap", "--save-dir", args.save_dir, "--rounds", str(args.rounds),
           "--step-epochs", str(args.step_epochs)]
@@ -214,8 +210,8 @@ def main(args, train_args):
         print(f"P-GaP round {rnd + 1}/{args.rounds}: {len(todo)} workers", flush=True)
         run_workers([commands[w] for w in todo], logs, args.parallel or kappa, flags.cpu)
         check_round_trained(args.save_dir, rnd, kappa, args.step_epochs)
-        path = combine_round(args.save_dir, rnd, flags)
-        print(f"P-GaP round {rnd + 1}/{args.rounds}: combined and pruned to {flags.gap_sparsity}: {path}", flush=True)
+        path = combine_round(args.save_dir, rnd, flags, spec)
+        print(f"P-GaP round {rnd + 1}/{args.rounds}: combined and pruned to {spec.sparsity}: {path}", flush=True)
     if args.finetune_epochs > 0:
         cmd = finetune_command(train_args, args.save_dir, args.rounds, args.step_epochs, args.finetune_epochs)
         if args.print_commands:

@@ -18,25 +18,25 @@ import sys
 
 from .. import checkpoints
 from ..errors import UsageError
-from ..pruning import check_options, format_table, prunable_names, prune_to, sparsity_table
+from ..pruning import DISTRIBUTIONS, PruningFlags, PruningSpec, format_table, prune, sparsity_table
 
-FLAGS = ("--sparsity", "--distribution", "--granularity")  # this script's names of the pruning options
+# this script's names of the pruning options (it has no --block-score: blocks score l1, the task's default)
+FLAGS = PruningFlags("--sparsity", "--distribution", "--granularity", "--block-score", "--prunable")
 
 
 def prune_checkpoint(path: str, sparsity: float, output: str, distribution="uniform",
                      granularity="unstructured", prunable=None) -> dict:
-    check_options(sparsity, distribution, granularity, flags=FLAGS)  # before the checkpoint is read
-    prunable_names([], prunable, flag="--prunable")
+    spec = PruningSpec.of(sparsity, distribution, granularity, prunable=prunable, flags=FLAGS)  # before the checkpoint is read
     state = checkpoints.load(path)
     model = state["model"]
     if checkpoints.masks(model):
         raise UsageError(f"{path} already holds GaP masks: prune a dense checkpoint")
     if checkpoints.task_state(state).get("partition"):
         raise UsageError(f"{path} is an ATS checkpoint: export it first (fairseq-partitioned-export --level full)")
-    names = prunable_names(list(model), prunable, flag="--prunable")
+    names = spec.prunable_names(list(model))
     if not names:
         raise UsageError(f"--prunable matches no weight of {path}")
-    checkpoints.set_masks(model, prune_to({n: model[n].float() for n in names}, sparsity, distribution, granularity))
+    checkpoints.set_masks(model, prune({n: model[n].float() for n in names}, spec))
     checkpoints.as_partitioned_task(
         state, gap_sparsity=sparsity, gap_distribution=distribution, gap_granularity=granularity,
         gap_prunable=prunable, alternate=False, gap_steps=0,
@@ -55,9 +55,12 @@ def cli_main(argv=None):
     parser = argparse.ArgumentParser(prog="fairseq-partitioned-prune", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="a dense checkpoint")
     parser.add_argument("--sparsity", type=float, required=True, help="target sparsity S in [0, 1)")
-    parser.add_argument("--distribution", default="uniform", choices=["uniform", "non-uniform"])
-    parser.add_argument("--granularity", default="unstructured", help="unstructured, block-1x8 or 2:4")
-    parser.add_argument("--prunable", default=None, help="regex over weight names (default: attention and FFN)")
+    parser.add_argument("--distribution", default="uniform", choices=list(DISTRIBUTIONS),
+                        help="how S is spread: uniform = S in every matrix, non-uniform = S overall by one threshold")
+    parser.add_argument("--granularity", default="unstructured",
+                        help="what one pruning decision removes: unstructured, block-1x8 or 2:4")
+    parser.add_argument("--prunable", default=None,
+                        help="which weights are pruned: a regex over weight names (default: attention and FFN)")
     parser.add_argument("--output", required=True)
     args = parser.parse_args(argv)
     try:

@@ -24,6 +24,7 @@ single-step run) and ``set_aside``, saved with the sparsity and the prunable wei
 ``task_state["gap"]``.
 """
 import logging
+from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -33,16 +34,7 @@ from ..checkpoints import config_value, gap_state, masks as checkpoint_masks
 from ..errors import UsageError
 from ..modules.masked_linear import mask_layers, masked_layers
 from ..optim import find_partitioned_optimizer
-from ..pruning import (
-    DEFAULT_PRUNABLE,
-    check_options,
-    parse_granularity,
-    partition_names,
-    prunable_names,
-    prune_to,
-    random_masks,
-    transformer_partitions,
-)
+from ..pruning import DEFAULT_PRUNABLE, PruningSpec, partition_names, prune, random_start, transformer_partitions
 from ..pruning.granularity import unit_width
 from ..schedules.gap import SINGLE_STEP, GapSchedule
 from .base import TrainingMethod
@@ -54,13 +46,14 @@ RESUME_CHECKED = ["gap_sparsity", "gap_partitions", "gap_distribution", "gap_gra
 RESUME_CHECKED_CGAP = ["gap_steps", "gap_step_epochs", "gap_step_updates", "gap_partition_strategy"]
 
 
-def check_gap_config(cfg):
-    """One-line errors for GaP flags that cannot work, before anything is built."""
+def check_gap_config(cfg) -> Optional[PruningSpec]:
+    """One-line errors for GaP flags that cannot work, before anything is built; the run's pruning
+    options (None without ``--gap-sparsity``)."""
     if not 0 <= cfg.gap_sparsity < 1:
         raise UsageError(f"--gap-sparsity must be in [0, 1), got {cfg.gap_sparsity}")
     if cfg.gap_sparsity == 0:
-        return
-    check_options(cfg.gap_sparsity, cfg.gap_distribution, cfg.gap_granularity)
+        return None
+    spec = PruningSpec.from_args(cfg)
     if cfg.max_level is not None:
         raise UsageError("--gap-sparsity trains a sparse Transformer: it cannot be combined with --max-level")
     if cfg.gap_partitions < 1:
@@ -91,10 +84,11 @@ def check_gap_config(cfg):
                 f"--lr-scheduler {scheduler} does not restart at each GaP step (GaP appendix B); "
                 "--lr-scheduler gap_inverse_sqrt does"
             )
-        return
+        return spec
     for name in ("gap_steps", "gap_step_epochs", "gap_step_updates", "gap_finetune_epochs", "gap_finetune_updates"):
         if getattr(cfg, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} is C-GaP's: it needs --alternate (without it the masks are fixed)")
+    return spec
 
 
 def schedule_end(cfg) -> Tuple[str, int]:
@@ -127,9 +121,11 @@ def _check_or_set_the_end(cfg, flag: str, end: int):
 class GrowAndPrune(TrainingMethod):
     name = "gap"
 
-    def __init__(self, cfg, seed: int, evaluated: Optional[dict] = None):
-        """``evaluated``: the GaP state of a checkpoint to evaluate (``cfg`` then need not be GaP's)."""
+    def __init__(self, cfg, spec: PruningSpec, seed: int, evaluated: Optional[dict] = None):
+        """``spec``: the run's pruning options (``PruningSpec.from_args(cfg)``); ``evaluated``: the GaP state
+        of a checkpoint to evaluate (``cfg`` then need not be GaP's)."""
         self.cfg = cfg
+        self.spec = spec
         self.seed = seed
         self.evaluated = evaluated
         self.schedule: Optional[GapSchedule] = None
@@ -174,9 +170,9 @@ class GrowAndPrune(TrainingMethod):
         if from_checkpoint and self.evaluated is not None:  # evaluating: the masks come with the checkpoint
             return mask_layers(model, self.names)
         cfg = self.cfg
-        self.names = prunable_names([n for n, _ in model.named_parameters()], cfg.gap_prunable)
+        self.names = self.spec.prunable_names([n for n, _ in model.named_parameters()])
         if not self.names:
-            raise UsageError(f"--gap-prunable {cfg.gap_prunable or DEFAULT_PRUNABLE!r} matches no weight of the model")
+            raise UsageError(f"--gap-prunable {self.spec.prunable or DEFAULT_PRUNABLE!r} matches no weight of the model")
         mask_layers(model, self.names)
         encoder_layers = len(getattr(getattr(model, "encoder", None), "layers", []))
         decoder_layers = len(getattr(getattr(model, "decoder", None), "layers", []))
@@ -196,10 +192,7 @@ class GrowAndPrune(TrainingMethod):
         )
         layers_by_name = self._layers(model)
         generator = torch.Generator().manual_seed(self.seed)
-        masks = random_masks(
-            {n: m.weight.shape for n, m in layers_by_name.items()},
-            cfg.gap_sparsity, str(cfg.gap_distribution), str(cfg.gap_granularity), generator,
-        )
+        masks = random_start({n: m.weight.shape for n, m in layers_by_name.items()}, self.spec, generator)
         # --gap-first-step dense: what the run grows first keeps its random initial values (a resumed
         # run's masks and weights come with its checkpoint)
         first = set(self.schedule.first_grown) if str(cfg.gap_first_step) == "dense" else set()
@@ -211,7 +204,7 @@ class GrowAndPrune(TrainingMethod):
         logger.info(
             f"GaP: {len(self.names)} prunable matrices ({total:,} weights) in {len(partitions)} partitions "
             f"of {[len(p) for p in partitions]} matrices ({cfg.gap_partition_layout} layout), random masks at "
-            f"sparsity {cfg.gap_sparsity}" + (f"; {len(first)} matrices grown first start dense" if first else "")
+            f"sparsity {self.spec.sparsity}" + (f"; {len(first)} matrices grown first start dense" if first else "")
         )
         return model
 
@@ -293,18 +286,16 @@ class GrowAndPrune(TrainingMethod):
         with the count of pruned units chosen so that the whole model is at exactly S (the matrices not
         pruned now keep their masks, Algorithm 1 line 6 prunes one partition only).
         """
-        cfg = self.cfg
-        sparsity = cfg.gap_sparsity
-        if str(cfg.gap_distribution) == "non-uniform":
-            width = unit_width(parse_granularity(str(cfg.gap_granularity)))
+        spec = self.spec
+        if spec.distribution == "non-uniform":
+            width = unit_width(spec.granularity)
             total = sum(m.mask.numel() for m in layers.values()) // width
             pruned_elsewhere = sum(int((~m.mask).sum()) for n, m in layers.items() if n not in names) // width
             units = sum(layers[n].mask.numel() for n in names) // width
-            budget = min(units - 1, max(0, round(sparsity * total) - pruned_elsewhere))
-            sparsity = budget / units
+            budget = min(units - 1, max(0, round(spec.sparsity * total) - pruned_elsewhere))
+            spec = replace(spec, sparsity=budget / units)
         weights = {n: layers[n].weight.detach() for n in names}
-        return prune_to(weights, sparsity, str(cfg.gap_distribution), str(cfg.gap_granularity),
-                        current_masks={n: layers[n].mask for n in names}, block_score=str(cfg.gap_block_score))
+        return prune(weights, spec, current_masks={n: layers[n].mask for n in names})
 
     def _parameter_index(self, model) -> Dict[str, int]:
         """Prunable weight name -> its position among the trainable parameters (= the optimizer's)."""
@@ -362,7 +353,7 @@ class GrowAndPrune(TrainingMethod):
 
     # ------------------------------------------------------------------------- checkpoint
     def state_dict(self):
-        gap = {"sparsity": self.cfg.gap_sparsity, "prunable": list(self.names),
+        gap = {"sparsity": self.spec.sparsity, "prunable": list(self.names),
                "grown": dict(self.grown), "set_aside": dict(self.set_aside)}
         if self._layers_of is None:
             return {"gap": gap}

@@ -47,11 +47,7 @@ class Granularity:
         return 1.0 - self.keep / self.group
 
 
-# The flags that set the three pruning options, named in their errors (fairseq-partitioned-prune has its own).
-GAP_FLAGS = ("--gap-sparsity", "--gap-distribution", "--gap-granularity")
-
-
-def parse_granularity(text: str, flag: str = GAP_FLAGS[2]) -> Granularity:
+def parse_granularity(text: str, flag: str = "--gap-granularity") -> Granularity:
     """``unstructured``, ``block-1x<B>`` (e.g. ``block-1x8``) or ``<N>:<M>`` (e.g. ``2:4``)."""
     if text == "unstructured":
         return Granularity(text)
@@ -64,29 +60,6 @@ def parse_granularity(text: str, flag: str = GAP_FLAGS[2]) -> Granularity:
     raise UsageError(
         f"{flag} must be unstructured, block-1x<B> or <N>:<M> with N < M (e.g. block-1x8, 2:4), got {text!r}"
     )
-
-
-def check_options(sparsity: float, distribution: str, granularity: str, flags=GAP_FLAGS) -> Granularity:
-    """Validate the three GaP pruning options (set by ``flags``); return the parsed granularity."""
-    sparsity_flag, distribution_flag, granularity_flag = flags
-    if not 0.0 <= sparsity < 1.0:
-        raise UsageError(f"{sparsity_flag} must be in [0, 1), got {sparsity}")
-    if distribution not in DISTRIBUTIONS:
-        choices = ", ".join(DISTRIBUTIONS)
-        raise UsageError(f"{distribution_flag} must be one of {choices}, got {distribution!r}")
-    gran = parse_granularity(granularity, granularity_flag)
-    if gran.is_n_of_m:
-        if abs(sparsity - gran.n_of_m_sparsity) > 1e-9:
-            raise UsageError(
-                f"{granularity_flag} {gran.text} keeps {gran.keep} of every {gran.group} weights, so it "
-                f"needs {sparsity_flag} {gran.n_of_m_sparsity:g}, got {sparsity}"
-            )
-        if distribution != "uniform":
-            raise UsageError(
-                f"{granularity_flag} {gran.text} is uniform by construction (the same pattern in every "
-                f"group of {gran.group}): use {distribution_flag} uniform, got {distribution!r}"
-            )
-    return gran
 
 
 def unit_width(gran: Granularity) -> int:
@@ -120,8 +93,6 @@ def unit_scores(score: Tensor, gran: Granularity, block_score: str = "l1") -> Te
         return score.reshape(-1, gran.group)  # (groups, M)
     if gran.block == 1:
         return score.reshape(1, -1)  # (1, numel)
-    if block_score not in BLOCK_SCORES:
-        raise UsageError(f"--gap-block-score must be one of {', '.join(BLOCK_SCORES)}, got {block_score!r}")
     per_weight = score if block_score == "l1" else score.square()
     return per_weight.reshape(-1, gran.block).sum(-1).reshape(1, -1)  # (1, blocks)
 

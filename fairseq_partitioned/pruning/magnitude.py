@@ -4,11 +4,14 @@ Algorithm 1 (C-GaP) and Algorithm 2 (P-GaP) need three operations on boolean mas
 weight matrix (True = the weight is free, False = it is fixed at zero: ``f(x; Theta * m)``):
 
 - ``ArgPruneTo(Theta, r)``: keep the largest-magnitude weights, prune the rest, to sparsity exactly
-  ``r`` (section 3: "the weights with the lowest magnitudes are pruned to zero") -> ``prune_to``;
+  ``r`` (section 3: "the weights with the lowest magnitudes are pruned to zero") -> ``prune``;
 - ``ArgGrowTo(Theta)``: set a partition's masks to all ones (``MaskedLinear.set_mask_``); the grown
   weights start at zero, because a pruned weight is kept at zero;
 - random masks at the target sparsity, the start of both algorithms (Algorithm 1, line 1) ->
-  ``random_masks``.
+  ``random_start``.
+
+Both take the options as one ``PruningSpec`` (``spec.py``); ``prune_to`` and ``random_masks`` are the
+same with the options given one by one.
 
 Counts are exact: a matrix of n pruning units (weights or blocks, see ``granularity.py``) at sparsity
 S gets exactly ``round(S * n)`` pruned units (Python's ``round``, half to even). Equal scores are
@@ -23,7 +26,8 @@ from typing import Dict, Mapping, Optional
 import torch
 from torch import Tensor
 
-from .granularity import Granularity, check_options, check_shape, expand, unit_kept, unit_scores, unit_shape
+from .granularity import Granularity, check_shape, expand, unit_kept, unit_scores, unit_shape
+from .spec import PruningSpec
 
 
 def _lowest(scores: Tensor, n: int) -> Tensor:
@@ -80,15 +84,22 @@ def prune_to(
     current_masks: Optional[Mapping[str, Tensor]] = None,
     block_score: str = "l1",
 ) -> Dict[str, Tensor]:
-    """ArgPruneTo: magnitude-prune ``weights`` to exactly ``sparsity``; one boolean mask per weight.
+    """``prune`` with the options given one by one (checked by ``PruningSpec.of``)."""
+    return prune(weights, PruningSpec.of(sparsity, distribution, granularity, block_score), current_masks)
+
+
+def prune(
+    weights: Mapping[str, Tensor], spec: PruningSpec, current_masks: Optional[Mapping[str, Tensor]] = None
+) -> Dict[str, Tensor]:
+    """ArgPruneTo: magnitude-prune ``weights`` to exactly ``spec.sparsity``; one boolean mask per weight.
 
     ``uniform``: every matrix separately, ``round(S * units)`` pruned units each. ``non-uniform``:
     one global threshold, ``round(S * total units)`` pruned units over all the given matrices
     (section 3). ``current_masks`` (optional, may hold other names too; a weight without one counts
-    as dense) marks weights already pruned: they score zero and are pruned first. ``block_score``:
+    as dense) marks weights already pruned: they score zero and are pruned first. ``spec.block_score``:
     how a 1xB block scores (``granularity.py``).
     """
-    gran = check_options(sparsity, distribution, granularity)
+    gran, sparsity, distribution, block_score = spec.granularity, spec.sparsity, spec.distribution, spec.block_score
     names = sorted(weights)
     for name in names:
         check_shape(gran, name, weights[name].shape)
@@ -98,7 +109,7 @@ def prune_to(
         scores[name] = _scores(w, _current_mask(current_masks, name, w.shape), gran, block_score)
 
     pruned: Dict[str, Tensor] = {}
-    if gran.is_n_of_m:  # uniform by construction (check_options): M - N of every group
+    if gran.is_n_of_m:  # uniform by construction (PruningSpec.of): M - N of every group
         for name in names:
             pruned[name] = _lowest(scores[name], gran.group - gran.keep)
     elif distribution == "uniform":
@@ -121,7 +132,14 @@ def random_masks(
     granularity: str = "unstructured",
     generator: Optional[torch.Generator] = None,
 ) -> Dict[str, Tensor]:
-    """Random masks at exactly ``sparsity``: the start of GaP (Algorithm 1 line 1, Algorithm 2 line 2).
+    """``random_start`` with the options given one by one (checked by ``PruningSpec.of``)."""
+    return random_start(shapes, PruningSpec.of(sparsity, distribution, granularity), generator)
+
+
+def random_start(
+    shapes: Mapping[str, torch.Size], spec: PruningSpec, generator: Optional[torch.Generator] = None
+) -> Dict[str, Tensor]:
+    """Random masks at exactly ``spec.sparsity``: the start of GaP (Algorithm 1 line 1, Algorithm 2 line 2).
 
     Every matrix gets exactly ``round(S * units)`` pruned units chosen uniformly at random, for both
     distributions: with no magnitudes to rank there is nothing that makes one layer more important
@@ -130,7 +148,7 @@ def random_masks(
     become non-uniform at the first magnitude prune. Masks are drawn in sorted name order from
     ``generator`` (CPU), so the same seed gives the same masks whatever the order of ``shapes``.
     """
-    gran = check_options(sparsity, distribution, granularity)
+    gran, sparsity = spec.granularity, spec.sparsity
     for name in shapes:
         check_shape(gran, name, shapes[name])
     masks = {}

@@ -30,8 +30,9 @@ from ..modules import MODULE_KINDS
 from ..modules.partitioning import CORE_ATTENTION_SCALES, LOW_RANK_INITS
 from ..optim import find_partitioned_optimizer
 from ..optim.adam_for_partitioned_model import OPTIMIZER_NAME
-from ..pruning import BLOCK_SCORES, LAYOUTS
+from ..pruning import PruningSpec
 from ..version import __version__, fairseq_distribution
+from .gap_pruning_config import GapPruningConfig
 from .checks import check_evaluated_checkpoints, check_flags_are_used, warn_if_alternate_changed
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,10 @@ ALIGNMENT_KEYS = ("grad_overlap", "grad_norm_ratio", "grad_alignment", "grad_alp
 
 
 @dataclass
-class TranslationWithPartitionedModelConfig(TranslationConfig):
+class TranslationWithPartitionedModelConfig(GapPruningConfig, TranslationConfig):
+    """The flags of the task: fairseq's translation task's, GaP's pruning options and partitions
+    (``GapPruningConfig``), and those below."""
+
     alternate: bool = field(
         default=False,
         metadata={"help": "alternate updates of the full network (even updates) and of the core (odd)"},
@@ -82,20 +86,6 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
         metadata={"help": "every N updates, log the gradient overlap, norm ratio, alignment, alpha and q of "
                           "ATS Theorem 2 between the full and the masked network (0 = off)"},
     )
-    gap_sparsity: float = field(
-        default=0.0,
-        metadata={"help": "GaP target sparsity S in [0, 1); > 0 trains a sparse Transformer (masks on)"},
-    )
-    gap_partitions: int = field(
-        default=3,
-        metadata={"help": "kappa: the number of partitions of contiguous layers (--gap-partition-layout)"},
-    )
-    gap_partition_layout: ChoiceEnum(list(LAYOUTS)) = field(
-        default="official",
-        metadata={"help": "official: encoder then decoder layers cut into kappa equal parts (the official "
-                          "code: kappa=3 is enc 0-3, enc 4-5 + dec 0-1, dec 2-5); paper: the decoder gets 2x the "
-                          "encoder's partitions (sec. 3.4: encoder, decoder 0-2, decoder 3-5)"},
-    )
     gap_step_epochs: int = field(default=0, metadata={"help": "T: epochs per C-GaP step"})
     gap_step_updates: int = field(default=0, metadata={"help": "N: updates per C-GaP step (instead of T)"})
     gap_steps: int = field(default=0, metadata={"help": "K: grow-and-prune steps before the final prune"})
@@ -114,21 +104,6 @@ class TranslationWithPartitionedModelConfig(TranslationConfig):
         default="cyclic",
         metadata={"help": "grow partitions in turn, or at every step 1/kappa of the matrices at random, not "
                           "those of the step before (the official code's draw)"},
-    )
-    gap_distribution: ChoiceEnum(["uniform", "non-uniform"]) = field(
-        default="uniform", metadata={"help": "S in every matrix, or S overall by one magnitude threshold"}
-    )
-    gap_granularity: str = field(
-        default="unstructured", metadata={"help": "unstructured, block-1x8 (all-zero 1x8 blocks) or 2:4"}
-    )
-    gap_block_score: ChoiceEnum(list(BLOCK_SCORES)) = field(
-        default="l1",
-        metadata={"help": "a block's magnitude: the sum of |w| (l1, the official code) or of w^2 (l2)"},
-    )
-    gap_prunable: Optional[str] = field(
-        default=None,
-        metadata={"help": "regex over parameter names of the prunable weights (default: attention q/k/v/out "
-                          "and FFN fc1/fc2 weights of every layer)"},
     )
     gap_grow_partition: int = field(
         default=-1, metadata={"help": "P-GaP worker: grow this partition (0-based) for the whole run"}
@@ -174,10 +149,10 @@ class TranslationWithPartitionedModelTask(TranslationTask):
     def __init__(self, cfg: TranslationWithPartitionedModelConfig, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
         check_flags_are_used(cfg, TranslationWithPartitionedModelConfig)
-        check_gap_config(cfg)
+        spec = check_gap_config(cfg)
         check_distill_config(cfg)
         check_evaluated_checkpoints(cfg)
-        self.method = GrowAndPrune(cfg, seed=_seed(cfg)) if cfg.gap_sparsity > 0 else AlternatingTraining(cfg)
+        self.method = GrowAndPrune(cfg, spec, seed=_seed(cfg)) if cfg.gap_sparsity > 0 else AlternatingTraining(cfg)
         if cfg.gradient_alignment_interval < 0:
             raise UsageError(f"--gradient-alignment-interval must be >= 0, got {cfg.gradient_alignment_interval}")
         if cfg.alternate or cfg.gap_sparsity > 0:
@@ -212,7 +187,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
             raise UsageError(f"--gap-sparsity {self.cfg.gap_sparsity}: the checkpoint has no GaP masks (the masks of "
                              "a GaP checkpoint come with it); drop --gap-sparsity")
         if "gap" in ours and not isinstance(self.method, GrowAndPrune):
-            self.method = GrowAndPrune(self.cfg, seed=_seed(self.cfg), evaluated=ours["gap"])
+            self.method = GrowAndPrune(self.cfg, PruningSpec.from_args(self.cfg), seed=_seed(self.cfg), evaluated=ours["gap"])
         self.method.load_state_dict(ours)
         super().load_state_dict(state)
 
