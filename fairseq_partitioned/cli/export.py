@@ -221,7 +221,9 @@ def export_ctranslate2(path: str, level: str, output_dir: str, quantization: str
 def cli_main(argv=None):
     parser = argparse.ArgumentParser(prog="fairseq-partitioned-export", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", help="checkpoint of --task translation_with_partitioned_model (or translation)")
-    parser.add_argument("--level", required=True, choices=["full", "core"], help="which network to export")
+    parser.add_argument("--level", required=True, choices=["full", "core"],
+                        help="which network to export: full = the full network (ATS) or the sparse model (GaP), "
+                        "core = ATS's core")
     parser.add_argument("--output", help="where to write the exported checkpoint (optional with --ctranslate2)")
     parser.add_argument(
         "--sparse-output", help="GaP checkpoints: also write the weights in compressed sparse (CSR) form here"

@@ -8,6 +8,13 @@ standard training of a partitioned model, or of its core alone) or ``GrowAndPrun
 > 0``: C-GaP, a P-GaP worker, or fixed masks). The task's fairseq hooks only hand over to it
 (``methods/base.py``), pass its update mask to the optimizer, and measure ATS Theorem 2's quantities
 when asked.
+
+Two words mean two ideas each here, so every flag's help says which. *Partitioned* (ATS): each layer
+is split into a core and an extension (``--partitioned-linear-module-name``: a low-rank core,
+``PartitionedRankLinear``, or a small-width one, ``PartitionedLinear``; ``modules.PartitionSpec``).
+*Partitions* (GaP): groups of contiguous layers that GaP grows in turn (``--gap-partitions``;
+``pruning/partitions.py``). And ``--alternate`` trains in turns: full and core updates (ATS), or one
+GaP partition after another (C-GaP).
 """
 import logging
 import time
@@ -47,71 +54,77 @@ class TranslationWithPartitionedModelConfig(GapPruningConfig, TranslationConfig)
 
     alternate: bool = field(
         default=False,
-        metadata={"help": "alternate updates of the full network (even updates) and of the core (odd)"},
+        metadata={"help": "train in turns; its meaning depends on the method. ATS (partitioned model): alternate "
+                          "updates of the full network (even updates) and of the core (odd). GaP (--gap-sparsity > 0): "
+                          "C-GaP, grow the GaP partitions one after another (--gap-steps); without it the masks are "
+                          "fixed"},
     )
     alternate_lr_coef: float = field(
-        default=1.0, metadata={"help": "learning-rate multiplier on core updates of --alternate"}
+        default=1.0, metadata={"help": "ATS: the learning-rate multiplier on the core updates of --alternate"}
     )
     max_level: Optional[int] = field(
         default=None,
         metadata={
-            "help": "highest level to build, train and evaluate: 1 = the core alone, "
+            "help": "ATS: the highest level to build, train and evaluate: 1 = the core alone, "
             "default = the full network"
         },
     )
     small_ratio: str = field(
         default="0.25",
         metadata={
-            "help": "r in (0, 1]: rank (PartitionedRankLinear) or width (PartitionedLinear) of the core "
-            "as a fraction of the full layer; a comma-separated increasing list gives nested cores "
-            "(levels 1..L-1)"
+            "help": "ATS: the core's size r in (0, 1], as a fraction of the full layer: its rank (low-rank "
+            "core, PartitionedRankLinear) or width (small-width core, PartitionedLinear); a comma-separated "
+            "increasing list gives nested cores (levels 1..L-1)"
         },
     )
     partitioned_linear_module_name: ChoiceEnum(list(MODULE_KINDS)) = field(
         default="PartitionedRankLinear",
-        metadata={"help": "low-rank core (PartitionedRankLinear) or small-width core (PartitionedLinear)"},
+        metadata={"help": "ATS: the core's kind: PartitionedRankLinear = low-rank core (y = (V U + W) x + b, the "
+                          "core is U, V), PartitionedLinear = small-width core (the first r of the FFN units and of "
+                          "each head's key/query dimension)"},
     )
     low_rank_init: ChoiceEnum(list(LOW_RANK_INITS)) = field(
         default="xavier",
-        metadata={"help": "PartitionedRankLinear: U and V xavier-initialised each (the product V U starts "
-                          "smaller than a dense layer), or scaled so that V U starts as a dense layer (dense)"},
+        metadata={"help": "ATS, low-rank core (PartitionedRankLinear): U and V xavier-initialised each (the "
+                          "product V U starts smaller than a dense layer), or scaled so that V U starts as a dense "
+                          "layer (dense)"},
     )
     core_attention_scale: ChoiceEnum(list(CORE_ATTENTION_SCALES)) = field(
         default="full",
-        metadata={"help": "PartitionedLinear: a core attention head scales q.k by 1/sqrt of the full head's "
-                          "width (full) or of its own (core)"},
+        metadata={"help": "ATS, small-width core (PartitionedLinear): a core attention head scales q.k by 1/sqrt "
+                          "of the full head's width (full) or of its own (core)"},
     )
     gradient_alignment_interval: int = field(
         default=0,
-        metadata={"help": "every N updates, log the gradient overlap, norm ratio, alignment, alpha and q of "
-                          "ATS Theorem 2 between the full and the masked network (0 = off)"},
+        metadata={"help": "diagnostics: every N updates, log the gradient overlap, norm ratio, alignment, alpha "
+                          "and q of ATS Theorem 2 between the full and the masked network (0 = off)"},
     )
-    gap_step_epochs: int = field(default=0, metadata={"help": "T: epochs per C-GaP step"})
-    gap_step_updates: int = field(default=0, metadata={"help": "N: updates per C-GaP step (instead of T)"})
-    gap_steps: int = field(default=0, metadata={"help": "K: grow-and-prune steps before the final prune"})
+    gap_step_epochs: int = field(default=0, metadata={"help": "C-GaP: T, the epochs of one step"})
+    gap_step_updates: int = field(default=0, metadata={"help": "C-GaP: N, the updates of one step (instead of T)"})
+    gap_steps: int = field(default=0, metadata={"help": "C-GaP: K, the grow-and-prune steps before the final prune"})
     gap_finetune_epochs: int = field(
-        default=0, metadata={"help": "T': fine-tune epochs after the last step (with --gap-step-epochs)"}
+        default=0, metadata={"help": "C-GaP: T', the fine-tune epochs after the last step (with --gap-step-epochs)"}
     )
     gap_finetune_updates: int = field(
-        default=0, metadata={"help": "N': fine-tune updates after the last step (with --gap-step-updates)"}
+        default=0, metadata={"help": "C-GaP: N', the fine-tune updates after the last step (with --gap-step-updates)"}
     )
     gap_first_step: ChoiceEnum(["dense", "masked"]) = field(
         default="dense",
-        metadata={"help": "dense: what a run from scratch grows first starts at its random initial values "
-                          "(the official code); masked: at the random mask's zeros, like every later step"},
+        metadata={"help": "GaP: where what a run from scratch grows first starts. dense: at its random initial "
+                          "values (the official code); masked: at the random mask's zeros, like every later step"},
     )
     gap_partition_strategy: ChoiceEnum(["cyclic", "random"]) = field(
         default="cyclic",
-        metadata={"help": "grow partitions in turn, or at every step 1/kappa of the matrices at random, not "
-                          "those of the step before (the official code's draw)"},
+        metadata={"help": "C-GaP: what a step grows. cyclic: the GaP partitions in turn; random: 1/kappa of the "
+                          "matrices at random, not those of the step before (the official code's draw)"},
     )
     gap_grow_partition: int = field(
-        default=-1, metadata={"help": "P-GaP worker: grow this partition (0-based) for the whole run"}
+        default=-1, metadata={"help": "P-GaP worker: grow this GaP partition (0-based) for the whole run"}
     )
     gap_grow_step: int = field(
         default=-1,
-        metadata={"help": "one step of a C-GaP run split into processes (the official code runs each step "
-                          "as its own process): grow what step k grows, for the whole run"},
+        metadata={"help": "C-GaP split into processes (the official code runs each step as its own process): "
+                          "grow what step k grows, for the whole run"},
     )
     # Read from the rest of the configuration (no flags of their own).
     restore_file: str = II("checkpoint.restore_file")
@@ -130,15 +143,16 @@ class TranslationWithPartitionedModelConfig(GapPruningConfig, TranslationConfig)
     # In-place distillation of the core from the full network (methods/distillation.py).
     core_distill: float = field(
         default=0.0,
-        metadata={"help": "ALPHA in [0, 1]: the core updates of --alternate minimise (1 - ALPHA) x the criterion "
-                          "+ ALPHA x the cross-entropy against the full network's output on the same batch "
-                          "(0 = off: no teacher forward)"},
+        metadata={"help": "ATS, in-place distillation: ALPHA in [0, 1]: the core updates of --alternate minimise "
+                          "(1 - ALPHA) x the criterion + ALPHA x the cross-entropy against the full network's output "
+                          "on the same batch (0 = off: no teacher forward)"},
     )
     core_distill_temperature: float = field(
-        default=1.0, metadata={"help": "T > 0: teacher and core distributions at temperature T (the term x T^2)"}
+        default=1.0, metadata={"help": "--core-distill: T > 0, teacher and core distributions at temperature T "
+                                       "(the term x T^2)"}
     )
     core_distill_start: int = field(
-        default=0, metadata={"help": "no distillation in the first U updates (update numbers 0..U-1)"}
+        default=0, metadata={"help": "--core-distill: no distillation in the first U updates (update numbers 0..U-1)"}
     )
 
 
