@@ -27,11 +27,11 @@ from fairseq import checkpoint_utils
 from fairseq.tasks.translation import TranslationConfig
 from omegaconf import OmegaConf, open_dict
 
+from .config import TASK_NAME, config_value
 from .errors import MissingCheckpoint, UnreadableCheckpoint, UsageError
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "translation_with_partitioned_model"
 LEGACY_EXTRA_STATE = "._extra_state"  # version 0.1: GaP's schedule position on each masked layer
 PLUGIN_KEYS = ("partition", "gap", "counts", "plugin_version")  # this plugin's entries of task_state
 ADAM_FIELDS = ("adam_betas", "adam_eps", "weight_decay", "use_old_adam", "fp16_adam_stats", "tpu", "lr")
@@ -203,16 +203,6 @@ def _fields(cfg) -> dict:
     if OmegaConf.is_config(cfg):
         return {k: config_value(cfg, k) for k in cfg}
     return dict(vars(cfg)) if not isinstance(cfg, dict) else dict(cfg)
-
-
-def config_value(cfg, name: str, default=None):
-    """``cfg.name``; ``default`` if it is missing, None, or an interpolation this config cannot
-    resolve (a task config outside a training configuration reads nothing from the other groups)."""
-    try:
-        value = getattr(cfg, name)
-    except Exception:  # omegaconf's interpolation errors have no common base class
-        return default
-    return default if value is None else value
 
 
 # ------------------------------------------------------------------------------- task state

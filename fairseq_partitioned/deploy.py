@@ -35,7 +35,7 @@ from omegaconf import OmegaConf, open_dict
 from torch import nn
 
 from . import checkpoints
-from .checkpoints import TASK_NAME
+from .config import TASK_NAME
 from .modules import LevelledModule, PartitionedLinear
 from .optim.adam_for_partitioned_model import OPTIMIZER_NAME, AdamForPartitionedModelConfig
 from .optim.gap_inverse_sqrt import GapInverseSqrtConfig

@@ -34,7 +34,7 @@ from omegaconf import open_dict
 from torch import nn
 
 from .. import checkpoints, deploy
-from ..checkpoints import TASK_NAME
+from ..config import TASK_NAME
 from ..modules import LevelledModule, PartitionedLinear
 from ..pruning import PruningSpec
 from ..pruning.granularity import unit_width

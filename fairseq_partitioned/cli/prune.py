@@ -26,7 +26,8 @@ FLAGS = PruningFlags("--sparsity", "--distribution", "--granularity", "--block-s
 
 def prune_checkpoint(path: str, sparsity: float, output: str, distribution="uniform",
                      granularity="unstructured", prunable=None) -> dict:
-    spec = PruningSpec.of(sparsity, distribution, granularity, prunable=prunable, flags=FLAGS)  # before the checkpoint is read
+    # checked before the checkpoint is read
+    spec = PruningSpec.of(sparsity, distribution, granularity, prunable=prunable, flags=FLAGS)
     state = checkpoints.load(path)
     model = state["model"]
     if checkpoints.masks(model):

@@ -30,7 +30,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from ..checkpoints import config_value, gap_state, masks as checkpoint_masks
+from ..checkpoints import gap_state, masks as checkpoint_masks
+from ..config import config_value
 from ..errors import UsageError
 from ..modules.masked_linear import mask_layers, masked_layers
 from ..optim import find_partitioned_optimizer

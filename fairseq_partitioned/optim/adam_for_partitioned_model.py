@@ -31,7 +31,7 @@ from fairseq.optim import register_optimizer
 from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 from omegaconf import II
 
-from ..checkpoints import TASK_NAME, config_value
+from ..config import TASK_NAME, config_value
 from ..errors import UsageError
 
 logger = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ An error names the flag that set the option (``flags``).
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional
 
+from ..config import config_value
 from ..errors import UsageError
 from .granularity import BLOCK_SCORES, DISTRIBUTIONS, Granularity, parse_granularity
 from .partitions import prunable_names
@@ -67,14 +68,12 @@ class PruningSpec:
     def from_args(cls, args) -> "PruningSpec":
         """The spec of a run's ``--gap-*`` flags (the task's config, fairseq-partitioned-pgap's parsed
         flags, or a checkpoint's saved task config, whose older versions may lack some: defaults)."""
-        def value(name, default):
-            got = getattr(args, name, None) if not isinstance(args, dict) else args.get(name)
-            return default if got is None else got
-
-        prunable = value("gap_prunable", None)
-        return cls.of(float(value("gap_sparsity", 0.0)), str(value("gap_distribution", "uniform")),
-                      str(value("gap_granularity", "unstructured")), str(value("gap_block_score", "l1")),
-                      None if prunable is None else str(prunable))
+        prunable = config_value(args, "gap_prunable")
+        return cls.of(
+            float(config_value(args, "gap_sparsity", 0.0)), str(config_value(args, "gap_distribution", "uniform")),
+            str(config_value(args, "gap_granularity", "unstructured")), str(config_value(args, "gap_block_score", "l1")),
+            None if prunable is None else str(prunable),
+        )
 
     def prunable_names(self, names: Iterable[str]) -> List[str]:
         """The names of ``names`` that are prunable, in order."""

@@ -13,7 +13,7 @@ from dataclasses import fields
 from fairseq import utils
 
 from .. import checkpoints
-from ..checkpoints import config_value
+from ..config import config_value
 from ..errors import MissingCheckpoint, UsageError
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,8 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
 from .. import checkpoints
-from ..checkpoints import PLUGIN_KEYS, TASK_NAME, config_value
+from ..checkpoints import PLUGIN_KEYS
+from ..config import TASK_NAME, config_value
 from ..diagnostics import measure_alignment
 from ..errors import UsageError
 from ..methods import AlternatingTraining, GrowAndPrune, check_gap_config
