@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UsageError
+from .choice import is_gap
 
 DISTILL_KEY = "distill_loss"
 
@@ -55,7 +56,7 @@ def check_distill_config(cfg):
             if value != default:
                 raise UsageError(f"{flag} has no effect without --core-distill > 0")
         return
-    if cfg.gap_sparsity > 0:
+    if is_gap(cfg):
         raise UsageError("--core-distill distils an ATS core, GaP has none: drop --core-distill or --gap-sparsity")
     if cfg.alternate:  # a training run: evaluation and export drop --alternate
         check_teacher(cfg)

@@ -39,6 +39,7 @@ from ..pruning import DEFAULT_PRUNABLE, PruningSpec, partition_names, prune, ran
 from ..pruning.granularity import unit_width
 from ..schedules.gap import SINGLE_STEP, GapSchedule
 from .base import TrainingMethod
+from .choice import is_gap
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def check_gap_config(cfg) -> Optional[PruningSpec]:
     options (None without ``--gap-sparsity``)."""
     if not 0 <= cfg.gap_sparsity < 1:
         raise UsageError(f"--gap-sparsity must be in [0, 1), got {cfg.gap_sparsity}")
-    if cfg.gap_sparsity == 0:
+    if not is_gap(cfg):
         return None
     spec = PruningSpec.from_args(cfg)
     if cfg.max_level is not None:

@@ -15,6 +15,7 @@ from fairseq import utils
 from .. import checkpoints
 from ..config import config_value
 from ..errors import MissingCheckpoint, UsageError
+from ..methods import is_gap
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def check_flags_are_used(cfg, config_class):
     """GaP's flags without --gap-sparsity (the run trains a partitioned model), a partitioned model's with it
     (a GaP model has no core): a flag given, i.e. off its default in ``config_class``, is an error."""
     defaults = {f.name: f.default for f in fields(config_class)}
-    gap = cfg.gap_sparsity > 0
+    gap = is_gap(cfg)
     names = ATS_FLAGS if gap else [n for n in defaults if n.startswith("gap_") and n != "gap_sparsity"]
     for name in names:
         if str(getattr(cfg, name)) == str(defaults[name]):
@@ -56,7 +57,7 @@ def warn_if_alternate_changed(cfg, path: str, state: dict):
     saved = ((state.get("cfg") or {}).get("task") or {}).get("alternate")
     if saved is None or bool(saved) == bool(cfg.alternate) or path == config_value(cfg, "finetune_from_model"):
         return
-    gap = cfg.gap_sparsity > 0
+    gap = is_gap(cfg)
     if saved:
         now = "with fixed masks" if gap else "the full network alone"
         logger.warning(f"checkpoint {path} was trained with --alternate: this run, without it, trains {now} from here")

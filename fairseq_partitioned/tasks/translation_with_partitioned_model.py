@@ -32,7 +32,7 @@ from ..checkpoints import PLUGIN_KEYS
 from ..config import TASK_NAME, config_value
 from ..diagnostics import measure_alignment
 from ..errors import UsageError
-from ..methods import AlternatingTraining, GrowAndPrune, check_gap_config
+from ..methods import AlternatingTraining, GrowAndPrune, check_gap_config, is_gap
 from ..methods.distillation import check_distill_config
 from ..modules import MODULE_KINDS
 from ..modules.partitioning import CORE_ATTENTION_SCALES, LOW_RANK_INITS
@@ -167,10 +167,10 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         spec = check_gap_config(cfg)
         check_distill_config(cfg)
         check_evaluated_checkpoints(cfg)
-        self.method = GrowAndPrune(cfg, spec, seed=_seed(cfg)) if cfg.gap_sparsity > 0 else AlternatingTraining(cfg)
+        self.method = GrowAndPrune(cfg, spec, seed=_seed(cfg)) if is_gap(cfg) else AlternatingTraining(cfg)
         if cfg.gradient_alignment_interval < 0:
             raise UsageError(f"--gradient-alignment-interval must be >= 0, got {cfg.gradient_alignment_interval}")
-        if cfg.alternate or cfg.gap_sparsity > 0:
+        if cfg.alternate or is_gap(cfg):
             _check_data_parallel(cfg)
         self._optimizer_checked = False
         self._last_measured_update = -1
@@ -198,7 +198,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         if "gap" in ours and self.cfg.max_level is not None:
             raise UsageError(f"--max-level {self.cfg.max_level}: the checkpoint holds a GaP (sparse) model, which has "
                              "no core; drop --max-level")
-        if "gap" not in ours and self.cfg.gap_sparsity > 0:
+        if "gap" not in ours and is_gap(self.cfg):
             raise UsageError(f"--gap-sparsity {self.cfg.gap_sparsity}: the checkpoint has no GaP masks (the masks of "
                              "a GaP checkpoint come with it); drop --gap-sparsity")
         if "gap" in ours and not isinstance(self.method, GrowAndPrune):
@@ -230,8 +230,8 @@ class TranslationWithPartitionedModelTask(TranslationTask):
 
     def _check_optimizer(self, inner):
         """Partial training needs our optimizer: it applies the update mask (docs/design.md)."""
-        if inner is None and (self.cfg.alternate or self.cfg.gap_sparsity > 0):
-            flag = "--alternate" if self.cfg.gap_sparsity == 0 else "--gap-sparsity"
+        if inner is None and (self.cfg.alternate or is_gap(self.cfg)):
+            flag = "--gap-sparsity" if is_gap(self.cfg) else "--alternate"
             raise UsageError(f"{flag} needs --optimizer {OPTIMIZER_NAME}")
         self._optimizer_checked = True
 
