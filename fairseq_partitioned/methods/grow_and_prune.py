@@ -28,7 +28,6 @@ from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from omegaconf import OmegaConf, open_dict
 
 from ..checkpoints import gap_state, masks as checkpoint_masks
 from ..config import config_value
@@ -78,8 +77,7 @@ def check_gap_config(cfg) -> Optional[PruningSpec]:
             raise UsageError("--gap-step-epochs counts in epochs: give the fine-tune in --gap-finetune-epochs")
         if cfg.gap_step_updates > 0 and cfg.gap_finetune_epochs > 0:
             raise UsageError("--gap-step-updates counts in updates: give the fine-tune in --gap-finetune-updates")
-        flag, end = schedule_end(cfg)
-        _check_or_set_the_end(cfg, flag, end)
+        _check_the_end(cfg)
         scheduler = config_value(cfg, "lr_scheduler_name")
         if scheduler is not None and scheduler != "gap_inverse_sqrt":
             logger.warning(
@@ -100,24 +98,25 @@ def schedule_end(cfg) -> Tuple[str, int]:
     return "--max-update", cfg.gap_steps * cfg.gap_step_updates + cfg.gap_finetune_updates
 
 
-def _check_or_set_the_end(cfg, flag: str, end: int):
-    """A --max-epoch/--max-update that disagrees with the schedule is an error; when neither is given,
-    training stops where the schedule ends (fairseq reads them from the run's configuration)."""
+def schedule_length(cfg) -> str:
+    """How ``schedule_end`` adds up, in words."""
+    flag, end = schedule_end(cfg)
+    unit = "epochs" if flag == "--max-epoch" else "updates"
+    return (f"--gap-steps {cfg.gap_steps} x --gap-step-{unit} {cfg.gap_step_epochs or cfg.gap_step_updates} + "
+            f"--gap-finetune-{unit} {cfg.gap_finetune_epochs or cfg.gap_finetune_updates} = {end} {unit}")
+
+
+def _check_the_end(cfg):
+    """A --max-epoch/--max-update that disagrees with the schedule is an error (when neither is given,
+    the task sets the one that fits: ``stop_where_cgap_ends``)."""
+    flag, end = schedule_end(cfg)
     lengths = {"--max-epoch": config_value(cfg, "max_epoch", 0), "--max-update": config_value(cfg, "max_update", 0)}
     other = "--max-update" if flag == "--max-epoch" else "--max-epoch"
-    unit = "epochs" if flag == "--max-epoch" else "updates"
-    where = (f"--gap-steps {cfg.gap_steps} x --gap-step-{unit} "
-             f"{cfg.gap_step_epochs or cfg.gap_step_updates} + --gap-finetune-{unit} "
-             f"{cfg.gap_finetune_epochs or cfg.gap_finetune_updates} = {end} {unit}")
     if lengths[other]:
-        raise UsageError(f"C-GaP ends after {where}: drop {other} {lengths[other]} (the run stops by itself, or set {flag} {end})")
+        raise UsageError(f"C-GaP ends after {schedule_length(cfg)}: drop {other} {lengths[other]} (the run stops by "
+                         f"itself, or set {flag} {end})")
     if lengths[flag] and lengths[flag] != end:
-        raise UsageError(f"C-GaP ends after {where}: set {flag} {end} (or drop it), not {lengths[flag]}")
-    root = cfg._get_parent() if OmegaConf.is_config(cfg) else None
-    if not lengths[flag] and root is not None and "optimization" in root:
-        with open_dict(root.optimization):
-            root.optimization[flag[2:].replace("-", "_")] = end
-        logger.info(f"GaP: C-GaP ends after {where}: training stops there ({flag} {end})")
+        raise UsageError(f"C-GaP ends after {schedule_length(cfg)}: set {flag} {end} (or drop it), not {lengths[flag]}")
 
 
 class GrowAndPrune(TrainingMethod):

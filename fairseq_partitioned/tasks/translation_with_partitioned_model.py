@@ -25,14 +25,14 @@ from fairseq import metrics
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
-from omegaconf import II
+from omegaconf import II, OmegaConf, open_dict
 
 from .. import checkpoints
 from ..checkpoints import PLUGIN_KEYS
 from ..config import TASK_NAME, config_value
 from ..diagnostics import measure_alignment
 from ..errors import UsageError
-from ..methods import AlternatingTraining, GrowAndPrune, check_gap_config, is_gap
+from ..methods import AlternatingTraining, GrowAndPrune, check_gap_config, is_gap, schedule_end, schedule_length
 from ..methods.distillation import check_distill_config
 from ..modules import MODULE_KINDS
 from ..modules.partitioning import CORE_ATTENTION_SCALES, LOW_RANK_INITS
@@ -165,6 +165,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         super().__init__(cfg, src_dict, tgt_dict)
         check_flags_are_used(cfg, TranslationWithPartitionedModelConfig)
         spec = check_gap_config(cfg)
+        stop_where_cgap_ends(cfg)
         check_distill_config(cfg)
         check_evaluated_checkpoints(cfg)
         self.method = GrowAndPrune(cfg, spec, seed=_seed(cfg)) if is_gap(cfg) else AlternatingTraining(cfg)
@@ -291,6 +292,21 @@ class TranslationWithPartitionedModelTask(TranslationTask):
 
 def _seed(cfg) -> int:
     return int(config_value(cfg, "seed", 1))
+
+
+def stop_where_cgap_ends(cfg):
+    """The one place the plugin writes fairseq's configuration: C-GaP's length, K T + T' epochs or K N + N'
+    updates, is fairseq's --max-epoch or --max-update; when it is not given (check_gap_config has checked
+    one that is), it is set here in the run's configuration, which fairseq reads after setting up the task."""
+    if not (is_gap(cfg) and cfg.alternate):
+        return
+    flag, end = schedule_end(cfg)
+    name = flag[2:].replace("-", "_")
+    root = cfg._get_parent() if OmegaConf.is_config(cfg) else None
+    if not config_value(cfg, name, 0) and root is not None and "optimization" in root:
+        with open_dict(root.optimization):
+            root.optimization[name] = end
+        logger.info(f"GaP: C-GaP ends after {schedule_length(cfg)}: training stops there ({flag} {end})")
 
 
 def _check_data_parallel(cfg):
