@@ -21,10 +21,10 @@ import sys
 import time
 
 import console
+import runner
 import study_design
 import study_report
-import study_runner
-from pipeline import seed_list
+from console import seed_list
 from study_design import CHOICES, ROWS, Budget
 
 PROG = "study"
@@ -86,7 +86,7 @@ def main(argv=None):
         return
     if not args.report_only:
         os.makedirs(output, exist_ok=True)
-        study_runner.prepare_data(output, PROG, limit=200 if args.smoke else 0)
+        study_design.prepare_data(output, PROG, limit=200 if args.smoke else 0)
         start = time.time()
         invocation = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0, "finished": False,
                       "command": "python scripts/study.py " + " ".join(argv if argv is not None else sys.argv[1:])}
@@ -96,8 +96,8 @@ def main(argv=None):
                                                         finished=finished))
 
         record()
-        study_runner.run_jobs(jobs, args.parallel, args.threads, prog=PROG, on_progress=record)
-        print(f"{PROG}: all commands done in {study_runner.minutes(time.time() - start)}", flush=True)
+        runner.run_jobs(jobs, args.parallel, args.threads, prog=PROG, on_progress=record)
+        print(f"{PROG}: all commands done in {runner.minutes(time.time() - start)}", flush=True)
         record(finished=True)
     if not os.path.isdir(output):
         console.fail(PROG, f"--report-only: no study in {output} (--output-dir)")
