@@ -29,7 +29,6 @@ OUTPUT/ladder.md and OUTPUT/ladder.png (scripts/gap_ladder_report.py).
 """
 import argparse
 import os
-import time
 from typing import List
 
 import console
@@ -185,27 +184,16 @@ def main(argv=None):
         budget = Budget(12, model=budget.model, interval=2)
     todo = jobs(output, data, rungs, args.seed, budget, args.smoke)
     if args.dry_run:
-        for job in todo:
-            print(f"# {job.name}" + (f" (after {', '.join(job.needs)})" if job.needs else ""))
-            print("python " + " ".join(job.argv) + f" > {job.log}")
-        return
+        return runner.print_dry_run(todo)
     if args.report_only:
         if not os.path.isdir(output):
             console.fail(PROG, f"--report-only: no ladder in {output} (--output-dir)")
         return report(output, rungs, args.seed, budget)
     os.makedirs(output, exist_ok=True)
     study_design.prepare_data(output, PROG, limit=200 if args.smoke else 0)
-    start = time.time()
-    invocation = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0, "finished": False,
-                  "command": "python scripts/gap_ladder.py " + " ".join(argv if argv is not None else [])}
-
-    def record(finished=False):
-        study_report.record_invocation(output, dict(invocation, seconds=round(time.time() - start), finished=finished))
-
-    record()
-    runner.run_jobs(todo, args.parallel, args.threads, prog=PROG, on_progress=record)
-    record(finished=True)
-    print(f"{PROG}: all commands done in {runner.minutes(time.time() - start)}", flush=True)
+    command = "python scripts/gap_ladder.py " + " ".join(argv if argv is not None else [])
+    runner.run_recorded(todo, args.parallel, args.threads, PROG, command,
+                        lambda entry: study_report.record_invocation(output, entry))
     report(output, rungs, args.seed, budget)
 
 

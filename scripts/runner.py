@@ -159,3 +159,26 @@ def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_progres
 
 def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def print_dry_run(jobs: List[Job]):
+    """``--dry-run``: every job's command as it would run, after the names of the jobs it waits for."""
+    for job in jobs:
+        print(f"# {job.name}" + (f" (after {', '.join(job.needs)})" if job.needs else ""))
+        print("python " + " ".join(job.argv) + f" > {job.log}")
+
+
+def run_recorded(jobs: List[Job], parallel: int, threads: int, prog: str, command: str,
+                 record: Callable[[dict], None]):
+    """``run_jobs``, with the invocation (``command``, when it started, its seconds so far, whether it finished)
+    handed to ``record`` when it starts, after every job, with every progress line and when all are done."""
+    start = time.time()
+    invocation = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0, "finished": False, "command": command}
+
+    def progress(finished: bool = False):
+        record(dict(invocation, seconds=round(time.time() - start), finished=finished))
+
+    progress()
+    run_jobs(jobs, parallel, threads, prog=prog, on_progress=progress)
+    print(f"{prog}: all commands done in {minutes(time.time() - start)}", flush=True)
+    progress(finished=True)

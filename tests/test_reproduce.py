@@ -367,6 +367,16 @@ def compose(name, data):
         return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
+def test_committed_configs_are_the_generators_output():
+    """configs/ is generated from tables.py (scripts/make_hydra_configs.py) and committed, so that a checkout
+    trains with fairseq-hydra-train as it is: every file is what the generator writes, and no other is there."""
+    import make_hydra_configs
+
+    written = {f"{name}.yaml" for name, _ in make_hydra_configs.config_runs()}
+    assert set(os.listdir(os.path.join(ROOT, "configs"))) == written
+    make_hydra_configs.main(["--check"])  # exits with the stale files named
+
+
 @pytest.mark.parametrize("name", ["ats_iwslt14_rank_r0.03125_alternate", "gap_wmt14_cgap_s0.9_k3"])
 def test_hydra_config_equals_command_line(name, tmp_path):
     import make_hydra_configs
