@@ -1,6 +1,6 @@
 """What scripts/benchmark.py measures: its configurations, built as fairseq-train builds them, and data.
 
-Every configuration trains with docs/ats.md's IWSLT14 ATS recipe (``COMMON_FLAGS``), so configurations
+Every configuration trains with the IWSLT14 recipe of ATS Table 3 (scripts/tables.py, ``COMMON_FLAGS``), so configurations
 differ only in what is benchmarked; ``build`` does what ``fairseq_cli.train.main`` does before its first
 update. Without ``--data`` the batches come from a synthetic data-bin of IWSLT14's shape
 (``default_data_bin``).
@@ -17,22 +17,22 @@ from fairseq import options, tasks, utils
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq.trainer import Trainer
 
+import recipe
 from fairseq_partitioned.modules import parameter_counts
-from fairseq_partitioned.tasks.translation_with_partitioned_model import TASK_NAME
+from recipe import KINDS
+from tables import RECIPES
 
-PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fairseq_partitioned")
-KINDS = {"rank": "PartitionedRankLinear", "width": "PartitionedLinear"}
 RATIOS = ("0.25", "0.03125")
 GEN_BATCHES = 4  # fixed valid-split batches for generation, cycled over the rounds
 MAX_TRAIN_BATCHES = 8  # distinct training batches, cycled over the rounds
 
-# docs/ats.md's IWSLT14 ATS recipe (ATS paper, Table 3), less checkpoints and epochs: every
-# configuration trains with exactly these settings, so they differ only in what is benchmarked.
+# The IWSLT14 recipe of ATS Table 3 (scripts/tables.py: reproduce.py's ats-1a, docs/ats.md's command), less
+# checkpoints and epochs, its model's shape --arch's: every configuration trains with exactly these settings,
+# so they differ only in what is benchmarked.
+IWSLT14 = RECIPES["iwslt14"]
 COMMON_FLAGS = [
-    "--share-decoder-input-output-embed",
-    "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-09", "--weight-decay", "0.0001",
-    "--lr", "0.0005", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "4000",
-    "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1", "--dropout", "0.3",
+    *IWSLT14.model[2:],  # the embedding sharing (IWSLT14.model[:2] is its --arch)
+    *IWSLT14.training, "--lr-scheduler", IWSLT14.lr_scheduler,
     "--seed", "1", "--num-workers", "0", "--no-progress-bar", "--log-format", "simple",
     "--distributed-world-size", "1",
 ]
@@ -112,8 +112,8 @@ class GenConfig:
 
 
 def all_configs():
-    plugin = ["--user-dir", PLUGIN_DIR, "--task", TASK_NAME, "--optimizer", "adam_for_partitioned_model"]
-    train = [TrainConfig("vanilla", "vanilla", ["--task", "translation", "--optimizer", "adam"])]
+    plugin = ["--user-dir", recipe.PLUGIN, "--task", recipe.PLUGIN_TASK, "--optimizer", recipe.PLUGIN_OPTIMIZER]
+    train = [TrainConfig("vanilla", "vanilla", ["--task", "translation", "--optimizer", recipe.optimizer("translation")])]
     gen = [GenConfig("gen-vanilla", "vanilla", "full")]
     for kind, module in KINDS.items():
         for r in RATIOS:

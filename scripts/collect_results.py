@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import generate_bleu
-from console import fail, format_table
-from pipeline import checkpoint_parameters, generate_output, read_record, run_dir, seed_list
+import plots
+from console import fail, format_table, mean_std, seed_list
+from pipeline import checkpoint_parameters, generate_output, read_record, run_dir
 from tables import DATASETS, RUNS, TABLES
 
 PROG = "collect_results"
@@ -71,8 +72,7 @@ def fmt_scores(result: CellResult, n_expected: int) -> str:
     n = len(result.scores)
     if n == 0:
         return f"missing (0/{n_expected} seeds)"
-    values = list(result.scores.values())
-    text = f"{statistics.mean(values):.2f}" + (f" ({statistics.stdev(values):.2f})" if n > 1 else "")
+    text = mean_std(list(result.scores.values()))
     return text + (f" [{n}/{n_expected} seeds]" if result.missing else "")
 
 
@@ -146,13 +146,7 @@ MARKERS = {"core": ("o", "core (sub-network)"), "full": ("s", "full network"), "
 
 
 def plot(tables_results, path: str) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    drawn, labelled = 0, set()
+    points, labelled = [], set()
     for table, used, results in tables_results:
         for row in table.rows:
             for column, cell in row.cells.items():
@@ -163,26 +157,14 @@ def plot(tables_results, path: str) -> int:
                 mean = statistics.mean(values)
                 std = statistics.stdev(values) if len(values) > 1 else 0.0
                 marker, legend = MARKERS[cell.network]
-                ax.errorbar(result.parameters, mean, yerr=std, fmt=marker, capsize=3,
-                            color=f"C{list(MARKERS).index(cell.network)}",
-                            label=None if cell.network in labelled else legend)
+                points.append(plots.Point(result.parameters, mean, std, marker, f"C{list(MARKERS).index(cell.network)}",
+                                          None if cell.network in labelled else legend,
+                                          f"{row.key}" + ("" if len(table.columns) < 3 else f" {column}")))
                 labelled.add(cell.network)
-                ax.annotate(f"{row.key}" + ("" if len(table.columns) < 3 else f" {column}"),
-                            (result.parameters, mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
-                drawn += 1
-    if drawn:
-        ax.set_xscale("log")
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "no results with parameter counts yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("parameters (sparse models: nonzero)")
-    ax.set_ylabel("BLEU")
-    ax.set_title(", ".join(t.name for t, _, _ in tables_results) + ": BLEU against parameters")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return drawn
+    plots.bleu_against_parameters(path, points, ", ".join(t.name for t, _, _ in tables_results)
+                                  + ": BLEU against parameters", "parameters (sparse models: nonzero)", "BLEU",
+                                  (8, 5.5), legend={}, empty="no results with parameter counts yet")
+    return len(points)
 
 
 def main(argv=None):

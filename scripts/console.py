@@ -1,16 +1,16 @@
-"""What the scripts say on the console: progress, a one-line error, a command run into a log, a table.
+"""What the scripts say and read on the console: progress, a one-line error, a log's tail, tables, --seeds.
 
 Every script of scripts/ says these the same way: ``PROG: what`` before each step, ``PROG: error:
 message`` as the last line of a failure (after the tail of the log that explains it), tables in aligned
-plain-text columns.
+plain-text columns on the console and as markdown in the reports, a mean over seeds as "mean (std)".
 """
+import argparse
 import collections
 import logging
 import os
-import shlex
-import subprocess
+import statistics
 import sys
-from typing import Optional, Sequence
+from typing import List, Sequence
 
 LOG_TAIL_LINES = 40
 # fairseq's import tells everyone, at INFO, to install tensorboardX (used by none of these scripts)
@@ -26,27 +26,6 @@ def shown(path: str) -> str:
 def fail(prog: str, message: str):
     """Exit (status 1) with one line: ``PROG: error: message``."""
     sys.exit(f"{prog}: error: {message}")
-
-
-def run_logged(prog: str, what: str, argv: Sequence[str], log: str, env: Optional[dict] = None,
-               append: bool = False, stderr_to_console: bool = False):
-    """Run ``argv`` with its output into the file ``log``, after ``PROG: what`` on the console.
-
-    The log starts with the command (``append``: a resumed run adds to its log, each attempt marked by
-    its command line). If the command fails, the log's last lines go to stderr and the script exits
-    with one line that names the step and the log. ``stderr_to_console``: the command's stderr stays on
-    the console (fairseq's progress bar), only its stdout goes into the log.
-    """
-    print(f"{prog}: {what}", flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(log)), exist_ok=True)
-    with open(log, "a" if append else "w") as f:
-        f.write(f"# {prog}: {shlex.join(argv)}\n")
-        f.flush()
-        stderr = None if stderr_to_console else subprocess.STDOUT
-        rc = subprocess.run(list(argv), stdout=f, stderr=stderr, env=env).returncode
-    if rc != 0:
-        print(log_tail(log), end="", file=sys.stderr)
-        fail(prog, f"{what} failed (exit {rc}), log: {log}")
 
 
 def log_tail(log: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -67,3 +46,25 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(row) for row in rows])
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table (the reports' study.md, ladder.md)."""
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                      + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """The mean over seeds, and the sample standard deviation in parentheses when there are two or more."""
+    return f"{statistics.mean(values):.2f}" + (f" ({statistics.stdev(values):.2f})" if len(values) > 1 else "")
+
+
+def seed_list(text: str) -> List[int]:
+    """--seeds: comma-separated integers (an argparse type)."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated integers, got {text!r}")
+    if not seeds:
+        raise argparse.ArgumentTypeError("is empty")
+    return seeds

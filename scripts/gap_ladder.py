@@ -21,7 +21,7 @@ step counts carried across steps) against the same schedule as per-step processe
 Every step process goes on with the data order where the step before stopped (``continue_from``): the
 official code starts each process at epoch 1, which at steps shorter than an epoch would train every step
 on the same first N batches (the official code's steps are 10 epochs, where it does not matter). The
-fine-tunes start like the study's prune-from-dense fine-tune (``pipeline.start_from``), from epoch 1.
+fine-tunes start like the study's prune-from-dense fine-tune (``recipe.start_from``), from epoch 1.
 Every network is scored by the study's rule: its checkpoint at its last update, beam 4, test split.
 Runs live in OUTPUT/ARM/seedN/ (ARM: dense, random-mask, prune-D, cgap-D, cgap-125-steps, and the study's
 cgap); the jobs run resumably and side by side with the study's runner. Then (and with ``--report-only``)
@@ -29,16 +29,17 @@ OUTPUT/ladder.md and OUTPUT/ladder.png (scripts/gap_ladder_report.py).
 """
 import argparse
 import os
-import time
 from typing import List
 
 import console
 import gap_ladder_report
+import recipe
+import runner
 import study_design
 import study_report
-import study_runner
-from pipeline import start_from
-from study_design import PLUGIN_TASK, Budget, Job, _training, checkpoint_at, continue_from, generate, run_dir
+from recipe import PLUGIN_TASK, start_from
+from runner import Job, checkpoint_at, continue_from
+from study_design import Budget, _training, generate, run_dir
 
 PROG = "gap-ladder"
 SPARSITY = ("--gap-sparsity", "0.9")
@@ -114,7 +115,7 @@ def jobs(output: str, data: str, rungs: List[int], seed: int, budget: Budget, sm
         key = f"prune-{length}"
         name, d = f"{key}/seed{seed}", run_dir(output, key, seed)
         pruned = os.path.join(d, "pruned.pt")
-        prune = Job(f"{name}/prune", ["-m", "fairseq_partitioned.cli.prune",
+        prune = Job(f"{name}/prune", [*recipe.PROGRAMS["fairseq-partitioned-prune"],
                                       checkpoint_at(os.path.join(run_dir(output, "dense", seed), "checkpoints"), length),
                                       "--sparsity", "0.9", "--output", pruned],
                     os.path.join(d, "prune.log"), [chain[0].name])
@@ -183,27 +184,16 @@ def main(argv=None):
         budget = Budget(12, model=budget.model, interval=2)
     todo = jobs(output, data, rungs, args.seed, budget, args.smoke)
     if args.dry_run:
-        for job in todo:
-            print(f"# {job.name}" + (f" (after {', '.join(job.needs)})" if job.needs else ""))
-            print("python " + " ".join(job.argv) + f" > {job.log}")
-        return
+        return runner.print_dry_run(todo)
     if args.report_only:
         if not os.path.isdir(output):
             console.fail(PROG, f"--report-only: no ladder in {output} (--output-dir)")
         return report(output, rungs, args.seed, budget)
     os.makedirs(output, exist_ok=True)
-    study_runner.prepare_data(output, PROG, limit=200 if args.smoke else 0)
-    start = time.time()
-    invocation = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0, "finished": False,
-                  "command": "python scripts/gap_ladder.py " + " ".join(argv if argv is not None else [])}
-
-    def record(finished=False):
-        study_report.record_invocation(output, dict(invocation, seconds=round(time.time() - start), finished=finished))
-
-    record()
-    study_runner.run_jobs(todo, args.parallel, args.threads, prog=PROG, on_progress=record)
-    record(finished=True)
-    print(f"{PROG}: all commands done in {study_runner.minutes(time.time() - start)}", flush=True)
+    study_design.prepare_data(output, PROG, limit=200 if args.smoke else 0)
+    command = "python scripts/gap_ladder.py " + " ".join(argv if argv is not None else [])
+    runner.run_recorded(todo, args.parallel, args.threads, PROG, command,
+                        lambda entry: study_report.record_invocation(output, entry))
     report(output, rungs, args.seed, budget)
 
 

@@ -10,11 +10,13 @@ import json
 import os
 from typing import List, Optional, Tuple
 
+import fairseq_log
 import gap_steps
 import generate_bleu
+import plots
 import study_design
+from console import markdown_table
 from study_design import run_dir
-from study_report import _pyplot, log_valid_losses, markdown_table
 
 LANG = study_design.TGT
 
@@ -26,19 +28,12 @@ def bleu(d: str, name: str) -> Optional[float]:
 
 def valid_at(log: str, updates: int) -> Optional[float]:
     """The valid loss of a log's validation at ``updates`` (the training's own count)."""
-    return dict(log_valid_losses(log)).get(updates)
+    return dict(fairseq_log.valid_losses(log)).get(updates)
 
 
 def updates_per_epoch(output: str, seed: int) -> Optional[int]:
     """Updates in the dense run's first epoch (the end-of-epoch record of its JSON log)."""
-    log = os.path.join(run_dir(output, "dense", seed), "train.log")
-    if not os.path.isfile(log):
-        return None
-    with open(log, errors="replace") as f:
-        for line in f:
-            if '"train_num_updates"' in line and '"epoch": 1,' in line:
-                return int(json.loads(line[line.index("{"):])["train_num_updates"])
-    return None
+    return fairseq_log.updates_per_epoch(os.path.join(run_dir(output, "dense", seed), "train.log"))
 
 
 def steps_done(d: str) -> bool:
@@ -141,7 +136,7 @@ def write(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int
 
 
 def plot(path: str, points, in_epochs: bool) -> str:
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i, (ax, what) in enumerate(zip(axes, ("test BLEU", "valid loss"))):
         for marker, label, k in (("o", "C-GaP, 1 round (equal budget)", 1), ("s", "C-GaP, 2 rounds (the paper's budget)", 2),

@@ -33,7 +33,8 @@ import shlex
 
 import tables
 from console import fail
-from pipeline import PLUGIN, ROOT, length_flags, train_flags
+from pipeline import length_flags, train_flags
+from recipe import PLUGIN, ROOT
 
 PROG = "make_hydra_configs"
 GROUPS = ("common", "dataset", "optimization", "checkpoint", "task", "model", "criterion", "optimizer",

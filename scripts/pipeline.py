@@ -8,19 +8,17 @@ collect_results.py reads their outputs, make_hydra_configs.py writes the trainin
 Command lines and paths: importing this module needs neither fairseq nor torch (a checkpoint is read only
 by ``checkpoint_parameters``).
 """
-import argparse
 import json
 import os
 import shlex
-from dataclasses import dataclass
 from typing import Dict, List
 
+import recipe
 import tables
+from recipe import start_from
+from runner import Job
 from tables import DATASETS, RECIPES, RUNS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN = os.path.join(ROOT, "fairseq_partitioned")
-PLUGIN_TASK = "translation_with_partitioned_model"
 RECORD = "run.json"
 
 # --smoke: tiny settings, the same pipeline. d=64 with 2 heads keeps every core of the tables non-empty
@@ -48,17 +46,6 @@ SMOKE_GENERATE = ("--max-len-a", "0", "--max-len-b", "8", "--cpu", "--num-worker
 
 def run_dir(output_dir: str, run_id: str, seed: int) -> str:
     return os.path.join(output_dir, run_id, f"seed{seed}")
-
-
-def seed_list(text: str) -> List[int]:
-    """--seeds: comma-separated integers (an argparse type)."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers, got {text!r}")
-    if not seeds:
-        raise argparse.ArgumentTypeError("is empty")
-    return seeds
 
 
 def generation_checkpoint(run, directory: str) -> str:
@@ -115,15 +102,15 @@ def _fp16(run, smoke: bool) -> bool:
 
 def train_flags(run, data: str, smoke: bool = False) -> List[str]:
     """fairseq-train arguments of a run, without --seed, --save-dir and the run's length."""
-    recipe = RECIPES[run.dataset]
-    task, optimizer = (PLUGIN_TASK, "adam_for_partitioned_model") if _plugin(run) else ("translation", "adam")
-    argv = [data, "--user-dir", PLUGIN, "--task", task]
-    argv += SMOKE_MODEL[_family(run)] if smoke else recipe.model
-    argv += ["--optimizer", optimizer]
-    argv += [a for a in recipe.training if not (smoke and a == "--fp16")]
-    argv += ["--lr-scheduler", "gap_inverse_sqrt" if run.method == "cgap" else recipe.lr_scheduler]
-    argv += ["--max-tokens", str(SMOKE_MAX_TOKENS if smoke else recipe.max_tokens)]
-    evaluation = list(recipe.evaluation)
+    training = RECIPES[run.dataset]
+    task = recipe.task(_plugin(run))
+    argv = recipe.data_and_task(data, task)
+    argv += SMOKE_MODEL[_family(run)] if smoke else training.model
+    argv += ["--optimizer", recipe.optimizer(task)]
+    argv += [a for a in training.training if not (smoke and a == "--fp16")]
+    argv += ["--lr-scheduler", "gap_inverse_sqrt" if run.method == "cgap" else training.lr_scheduler]
+    argv += ["--max-tokens", str(SMOKE_MAX_TOKENS if smoke else training.max_tokens)]
+    evaluation = list(training.evaluation)
     if smoke and "--eval-bleu-args" in evaluation:
         evaluation[evaluation.index("--eval-bleu-args") + 1] = SMOKE_EVAL_BLEU_ARGS
     argv += evaluation
@@ -162,30 +149,21 @@ def _flag_values(flags) -> Dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------- steps
-
-def start_from(checkpoint: str) -> List[str]:
-    """Start a training from another run's checkpoint (its model and task state; a fresh optimizer, learning
-    rate, data order and meters), once: relaunched, fairseq-train resumes from its own checkpoint_last.pt."""
-    return ["--finetune-from-model", checkpoint]
+# A step is a runner.Job named train, prune, generate-full, ...; its argv starts with a console script's name
+# (recipe.PROGRAMS), so that a printed command reads as a user would type it.
 
 
-@dataclass
-class Step:
-    name: str  # train, prune, generate-full, ...
-    argv: List[str]  # the program's console-script name first
-    log: str
-
-    def command_line(self) -> str:
-        return f"{shlex.join(self.argv)} > {shlex.quote(self.log)} 2>&1"
+def command_line(step: Job) -> str:
+    return f"{shlex.join(step.argv)} > {shlex.quote(step.log)} 2>&1"
 
 
 def steps(run, seed: int, data: str, output_dir: str, smoke: bool, pgap_parallel: int = 0,
-          networks=None) -> List[Step]:
+          networks=None) -> List[Job]:
     """The commands of one run and seed; ``networks``: those to translate (default: all of the run's)."""
     d = run_dir(output_dir, run.id, seed)
     ckpt_dir = os.path.join(d, "checkpoints")
     train_log = os.path.join(d, "train.log")
-    out: List[Step] = []
+    out: List[Job] = []
     if run.method in ("cgap", "pgap"):
         out += _gap_as_the_official_code(run, seed, data, d, smoke, pgap_parallel)
     else:
@@ -200,24 +178,20 @@ def steps(run, seed: int, data: str, output_dir: str, smoke: bool, pgap_parallel
             for flag, option in (("--gap-distribution", "--distribution"), ("--gap-granularity", "--granularity")):
                 if flag in values:
                     prune += [option, values[flag]]
-            out.append(Step("prune", prune + ["--output", pruned], os.path.join(d, "prune.log")))
+            out.append(Job("prune", prune + ["--output", pruned], os.path.join(d, "prune.log")))
             train += start_from(pruned)
-        out.append(Step("train", train, train_log))
-    recipe = RECIPES[run.dataset]
+        out.append(Job("train", train, train_log))
     subset = SMOKE_GEN_SUBSET if smoke else DATASETS[run.dataset].gen_subset
     for network in run.networks if networks is None else [n for n in run.networks if n in networks]:
-        task = PLUGIN_TASK if _plugin(run) else "translation"
-        generate = ["fairseq-generate", data, "--user-dir", PLUGIN, "--task", task,
-                    "--path", generation_checkpoint(run, d), "--gen-subset", subset, *recipe.generate]
-        if network == "core":
-            generate += ["--max-level", "1"]
+        generate = ["fairseq-generate", *recipe.generate(data, recipe.task(_plugin(run)), generation_checkpoint(run, d),
+                                                         subset, RECIPES[run.dataset].generate, network)]
         if smoke:
             generate += SMOKE_GENERATE
-        out.append(Step(f"generate-{network}", generate, generate_output(d, network)))
+        out.append(Job(f"generate-{network}", generate, generate_output(d, network)))
     return out
 
 
-def _gap_as_the_official_code(run, seed: int, data: str, d: str, smoke: bool, pgap_parallel: int) -> List[Step]:
+def _gap_as_the_official_code(run, seed: int, data: str, d: str, smoke: bool, pgap_parallel: int) -> List[Job]:
     """C-GaP and P-GaP as the official code runs them (tables.py): every C-GaP step a process of its own
     (``--gap-grow-step k``: fresh optimizer, learning rate and data order, from the step before), a
     fine-tune branched from the end of every round, and the fine-tune with the best validation BLEU kept
@@ -230,13 +204,13 @@ def _gap_as_the_official_code(run, seed: int, data: str, d: str, smoke: bool, pg
         "--max-epoch", str(tables.GAP_STEP_EPOCHS)]
     finetune_length = ["--max-update", str(SMOKE_UPDATES), "--max-epoch", "1"] if smoke else [
         "--max-epoch", str(tables.GAP_FINETUNE_EPOCHS)]
-    out: List[Step] = []
+    out: List[Job] = []
     if run.method == "pgap":  # 10 rounds of kappa workers (the paper counts a round as kappa steps)
         me = ["fairseq-partitioned-pgap", "--save-dir", ckpt, "--rounds", str(rounds),
               "--step-epochs", "1" if smoke else str(tables.GAP_STEP_EPOCHS), "--finetune-epochs", "0"]
         if smoke or pgap_parallel:
             me += ["--parallel", str(3 if smoke else pgap_parallel)]
-        out.append(Step("train", me + ["--", *base, "--no-epoch-checkpoints"] + (
+        out.append(Job("train", me + ["--", *base, "--no-epoch-checkpoints"] + (
             ["--max-update", str(SMOKE_UPDATES)] if smoke else []), os.path.join(d, "train.log")))
         round_ends = [(r, os.path.join(ckpt, f"round{r}", "combined.pt")) for r in range(rounds)]
     else:
@@ -247,7 +221,7 @@ def _gap_as_the_official_code(run, seed: int, data: str, d: str, smoke: bool, pg
                     "--no-epoch-checkpoints", "--disable-validation"]
             if previous is not None:
                 argv += start_from(previous)
-            out.append(Step(f"train-step{step}", argv, os.path.join(d, f"train-step{step}.log")))
+            out.append(Job(f"train-step{step}", argv, os.path.join(d, f"train-step{step}.log")))
             previous = os.path.join(save, "checkpoint_last.pt")
             if step > 0 and step % kappa == 0:  # a round ends: its partition grown first is dense again
                 round_ends.append((step // kappa, previous))
@@ -256,9 +230,9 @@ def _gap_as_the_official_code(run, seed: int, data: str, d: str, smoke: bool, pg
         save = os.path.join(ckpt, f"finetune{r}")
         argv = ["fairseq-train", *base, *finetune_length, "--save-dir", save, "--no-epoch-checkpoints",
                 *start_from(start)]
-        out.append(Step(f"finetune-round{r}", argv, os.path.join(d, f"finetune-round{r}.log")))
+        out.append(Job(f"finetune-round{r}", argv, os.path.join(d, f"finetune-round{r}.log")))
         finetuned.append(os.path.join(save, "checkpoint_best.pt"))
-    out.append(Step("select", ["select-best", *finetuned, "--output", os.path.join(ckpt, "checkpoint_best.pt")],
+    out.append(Job("select", ["select-best", *finetuned, "--output", os.path.join(ckpt, "checkpoint_best.pt")],
                     os.path.join(d, "select.log")))
     return out
 

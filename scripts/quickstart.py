@@ -20,9 +20,9 @@ import argparse
 import os
 import time
 
+import runner
 import study_design
 import study_report
-import study_runner
 from console import fail, format_table, shown
 
 PROG = "quickstart"
@@ -42,14 +42,14 @@ def main():
     start = time.time()
     workdir = os.path.abspath(args.workdir)
     os.makedirs(workdir, exist_ok=True)
-    data = study_runner.prepare_data(workdir, PROG)
+    data = study_design.prepare_data(workdir, PROG)
     budget = study_design.Budget(args.updates, model=study_design.model(args.width, 4 * args.width, 4),
                                  lr=args.lr, warmup_updates=args.warmup, interval=args.updates)
     rows = [study_design.ROW[key] for key in ROWS]
     jobs = [job for row in rows for job in study_design.jobs(row, 1, workdir, data, budget, curves=False)]
     print(f"{PROG}: training the two runs side by side, {args.updates} updates each (logs: "
           f"{shown(workdir)}/{{{','.join(ROWS)}}}/seed1/train.log), then translating the test split", flush=True)
-    study_runner.run_jobs(jobs, parallel=2, threads=1, prog=PROG)
+    runner.run_jobs(jobs, parallel=2, threads=1, prog=PROG)
     bleu = {(row.key, net): study_report.test_bleu(workdir, row, 1, net) for row in rows for net in row.networks}
     params = {(row.key, net): study_report.parameters(workdir, row, [1], net) for row in rows for net in row.networks}
     table = [["ATS core (alternating training)", ("ats-rank", "core")],

@@ -35,24 +35,18 @@ import shlex
 import sys
 from typing import Dict, List, Optional
 
-from console import fail, run_logged
-from pipeline import ROOT, checkpoint_parameters, read_record, run_dir, seed_list, steps, write_record
+from console import fail, seed_list
+from pipeline import checkpoint_parameters, command_line, read_record, run_dir, steps, write_record
+from recipe import PROGRAMS, ROOT
+from runner import run_logged
 from tables import DATASETS, RECIPES, RUNS, TABLES
 
 PROG = "reproduce"
 SMOKE_DATA = "smoke-data"
 
-# The console scripts, run as modules of this interpreter (no PATH needed).
-PROGRAMS = {
-    "fairseq-train": ["-m", "fairseq_cli.train"],
-    "fairseq-generate": ["-m", "fairseq_cli.generate"],
-    "fairseq-partitioned-prune": ["-m", "fairseq_partitioned.cli.prune"],
-    "fairseq-partitioned-pgap": ["-m", "fairseq_partitioned.cli.pgap"],
-    "select-best": [os.path.join(ROOT, "scripts", "select_best.py")],
-}
-
 
 def executable(argv: List[str]) -> List[str]:
+    """A step's command line with its console script run as a module of this interpreter (no PATH needed)."""
     return [sys.executable, *PROGRAMS[argv[0]], *argv[1:]]
 
 
@@ -143,7 +137,7 @@ def reproduce_run(run, cells, seed: int, args, env: dict):
         "run": run.id, "seed": seed, "dataset": run.dataset, "method": run.method, "smoke": args.smoke,
         "target_lang": "en" if args.smoke else DATASETS[run.dataset].target,
         "bleu": RECIPES[run.dataset].bleu, "networks": list(run.networks), "cells": all_cells(run.id),
-        "commands": {**record.get("commands", {}), **{s.name: s.command_line() for s in todo}},
+        "commands": {**record.get("commands", {}), **{s.name: command_line(s) for s in todo}},
         "completed": list(record.get("completed", [])),
     })
     os.makedirs(d, exist_ok=True)
@@ -173,7 +167,7 @@ def dry_run(args, names: List[str], seeds: List[int], selection):
             print(f"\n## {run.id}, seed {seed} ({fills})")
             for step in steps(run, seed, data_path(args, run.dataset), args.output_dir, args.smoke,
                               args.pgap_parallel, networks={cell.network for *_, cell in cells}):
-                print(step.command_line())
+                print(command_line(step))
 
 
 def main(argv=None):

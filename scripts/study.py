@@ -18,13 +18,12 @@ and a second invocation with ``--seeds 1,2`` adds seed 2. The data is prepared i
 import argparse
 import os
 import sys
-import time
 
 import console
+import runner
 import study_design
 import study_report
-import study_runner
-from pipeline import seed_list
+from console import seed_list
 from study_design import CHOICES, ROWS, Budget
 
 PROG = "study"
@@ -80,25 +79,13 @@ def main(argv=None):
     except ValueError as e:
         console.fail(PROG, f"--train-to: {e}")
     if args.dry_run:
-        for job in jobs:
-            print(f"# {job.name}" + (f" (after {', '.join(job.needs)})" if job.needs else ""))
-            print("python " + " ".join(job.argv) + f" > {job.log}")
-        return
+        return runner.print_dry_run(jobs)
     if not args.report_only:
         os.makedirs(output, exist_ok=True)
-        study_runner.prepare_data(output, PROG, limit=200 if args.smoke else 0)
-        start = time.time()
-        invocation = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "seconds": 0, "finished": False,
-                      "command": "python scripts/study.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-
-        def record(finished=False):
-            study_report.record_invocation(output, dict(invocation, seconds=round(time.time() - start),
-                                                        finished=finished))
-
-        record()
-        study_runner.run_jobs(jobs, args.parallel, args.threads, prog=PROG, on_progress=record)
-        print(f"{PROG}: all commands done in {study_runner.minutes(time.time() - start)}", flush=True)
-        record(finished=True)
+        study_design.prepare_data(output, PROG, limit=200 if args.smoke else 0)
+        command = "python scripts/study.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        runner.run_recorded(jobs, args.parallel, args.threads, PROG, command,
+                            lambda entry: study_report.record_invocation(output, entry))
     if not os.path.isdir(output):
         console.fail(PROG, f"--report-only: no study in {output} (--output-dir)")
     paths = study_report.write(output, [study_design.ROW[r] for r in rows], args.seeds, budget)

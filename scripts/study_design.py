@@ -23,16 +23,16 @@ One run and seed live in OUTPUT/ROW/seedN/: train.log, checkpoints/, generate-NE
 for the curves, valid-NETWORK-UPDATES.txt (greedy translations of the valid split by the checkpoints
 saved along the way). Importing this module needs neither fairseq nor torch.
 """
-import glob
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from pipeline import start_from
+import recipe
+import runner
+from recipe import PLUGIN, PLUGIN_TASK, ROOT, start_from  # noqa: F401  (PLUGIN, ROOT: the study's, for its users)
+from runner import Job, checkpoint_at, continue_from, resolve  # noqa: F401  (resolve: for the study's users)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN = os.path.join(ROOT, "fairseq_partitioned")
-PLUGIN_TASK = "translation_with_partitioned_model"
 SRC, TGT = "en", "es"
 RATIO = "0.03125"  # r = 1/32: ATS Table 3's r for both core kinds
 
@@ -85,8 +85,8 @@ class Row:
     distill_start: Optional[float] = None  # --core-distill-start as a share of U (fixed when trained further)
 
 
-ATS_RANK = ("--partitioned-linear-module-name", "PartitionedRankLinear", "--small-ratio", RATIO)
-ATS_WIDTH = ("--partitioned-linear-module-name", "PartitionedLinear", "--small-ratio", RATIO)
+ATS_RANK = ("--partitioned-linear-module-name", recipe.KINDS["rank"], "--small-ratio", RATIO)
+ATS_WIDTH = ("--partitioned-linear-module-name", recipe.KINDS["width"], "--small-ratio", RATIO)
 
 
 def distill(alpha: str = "0.5", *more: str) -> Tuple[str, ...]:
@@ -147,34 +147,17 @@ EXTENSIBLE = ("standard", "ats-rank", "core-rank", "ats-width", "core-width", "r
               "ats-width-distill") + tuple(row.key for row in CHOICES)  # one run each, its length free
 
 
-@dataclass
-class Job:
-    """One command of the study: trains, prunes or translates; done when its marker file exists."""
-    name: str  # ROW/seedN/what
-    argv: List[str]  # a python -m ... command line (without the interpreter)
-    log: str
-    needs: List[str] = field(default_factory=list)  # names of the jobs it starts after
-    updates: Optional[int] = None  # a training: its length, for the progress lines
-
-    @property
-    def marker(self) -> str:
-        """Exists once the job succeeded (a training's names its length: one trained further runs again)."""
-        length = f"-{self.updates}" if self.updates else ""
-        return os.path.join(os.path.dirname(self.log), f".done-{os.path.basename(self.log)}{length}")
-
-
 def run_dir(output: str, row: str, seed: int) -> str:
     return os.path.join(output, row, f"seed{seed}")
 
 
 def _training(data: str, task: str, smoke: bool, budget: Budget, updates: Optional[int], seed: int, save_dir: str,
               scheduler=("--lr-scheduler", "inverse_sqrt"), warmup: Optional[int] = None, keep: int = -1) -> List[str]:
-    optimizer = "adam_for_partitioned_model" if task == PLUGIN_TASK else "adam"
-    argv = ["-m", "fairseq_cli.train", data, "--user-dir", PLUGIN, "--task", task,
+    argv = [*recipe.PROGRAMS["fairseq-train"], *recipe.data_and_task(data, task),
             *budget.model, "--dropout", "0.1",
-            "--optimizer", optimizer, "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-09", "--weight-decay", "0.0001",
+            "--optimizer", recipe.optimizer(task), *recipe.ADAM_098, "--weight-decay", "0.0001",
             "--lr", str(budget.lr), *scheduler, "--warmup-updates", str(warmup or budget.warmup_updates),
-            "--warmup-init-lr", "1e-07", "--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1",
+            "--warmup-init-lr", "1e-07", *recipe.LABEL_SMOOTHING,
             "--max-tokens", str(budget.max_tokens), "--seed", str(seed), "--save-dir", save_dir,
             "--validate-interval-updates", str(budget.interval), "--save-interval-updates", str(budget.interval),
             "--keep-interval-updates", str(keep),
@@ -201,7 +184,7 @@ def jobs(row: Row, seed: int, output: str, data: str, budget: Budget, length: Op
         out.append(Job(f"{name}/dense", _training(data, "translation", smoke, budget, budget.dense_updates(), seed,
                                                   dense_dir), os.path.join(d, "dense.log"), updates=budget.dense_updates()))
         pruned = os.path.join(d, "pruned.pt")
-        out.append(Job(f"{name}/prune", ["-m", "fairseq_partitioned.cli.prune",
+        out.append(Job(f"{name}/prune", [*recipe.PROGRAMS["fairseq-partitioned-prune"],
                                          os.path.join(dense_dir, "checkpoint_last.pt"), "--sparsity", "0.9",
                                          "--output", pruned], os.path.join(d, "prune.log"), [f"{name}/dense"]))
         finetune = budget.updates - budget.dense_updates()
@@ -255,60 +238,21 @@ def curve_updates(row: Row, budget: Budget, length: Optional[int] = None) -> Lis
         range(end + 2 * budget.interval, further + 1, 2 * budget.interval))
 
 
-CHECKPOINT_AT = "@checkpoint-at-update:"  # a checkpoint whose file name holds its epoch: found when the job starts
-
-
-def checkpoint_at(ckpt_dir: str, updates: int) -> str:
-    return f"{CHECKPOINT_AT}{ckpt_dir}:{updates}"
-
-
-CONTINUE_FROM = "@continue-from:"  # a training that goes on from another's checkpoint: resolved when it starts
-
-
-def continue_from(checkpoint: str, save_dir: str) -> str:
-    """Continue another training's run from its ``checkpoint`` with a fresh optimizer, learning rate and
-    meters, but its data order where it stopped (``--restore-file`` and fairseq's resets, unlike
-    ``pipeline.start_from``, which starts the data over); relaunched after its own first checkpoint, the
-    training resumes from that instead."""
-    return f"{CONTINUE_FROM}{save_dir}:{checkpoint}"
-
-
-def resolve(argv: List[str]) -> List[str]:
-    """The command line with every ``checkpoint_at`` replaced by the checkpoint fairseq wrote at that
-    update: ``checkpoint_EPOCH_UPDATES.pt`` (--save-interval-updates divides every update asked for), or
-    ``checkpointEPOCH.pt`` when the update ended an epoch (fairseq then writes that one instead); and
-    every ``continue_from`` by its flags."""
-    out = []
-    for a in argv:
-        if a.startswith(CONTINUE_FROM):
-            save_dir, checkpoint = a[len(CONTINUE_FROM):].split(":", 1)
-            if not os.path.isfile(os.path.join(save_dir, "checkpoint_last.pt")):
-                out += ["--restore-file", checkpoint, "--reset-optimizer", "--reset-lr-scheduler", "--reset-meters"]
-            continue
-        if a.startswith(CHECKPOINT_AT):
-            ckpt_dir, updates = a[len(CHECKPOINT_AT):].rsplit(":", 1)
-            found = sorted(glob.glob(os.path.join(ckpt_dir, f"checkpoint_*_{updates}.pt")))
-            found = found or [p for p in glob.glob(os.path.join(ckpt_dir, "checkpoint[0-9]*.pt"))
-                              if _updates_of(p) == int(updates)]
-            if not found:
-                raise FileNotFoundError(f"no checkpoint at update {updates} in {ckpt_dir}")
-            a = found[-1]
-        out.append(a)
-    return out
-
-
-def _updates_of(path: str) -> int:
-    from fairseq_partitioned import checkpoints  # torch: only for an epoch's checkpoint
-
-    return checkpoints.load_lazily(path)["optimizer_history"][-1]["num_updates"]
-
-
 def generate(data: str, checkpoint: str, task: str, network: str, subset: str, beam: int, smoke: bool) -> List[str]:
-    argv = ["-m", "fairseq_cli.generate", data, "--user-dir", PLUGIN, "--task", task, "--path", checkpoint,
-            "--gen-subset", subset, "--beam", str(beam), "--batch-size", "64", "--remove-bpe",
-            "--max-len-a", "1.2", "--max-len-b", "10", "--cpu", "--num-workers", "0"]
-    if network == "core":
-        argv += ["--max-level", "1"]
+    argv = [*recipe.PROGRAMS["fairseq-generate"], *recipe.generate(
+        data, task, checkpoint, subset, ["--beam", str(beam), "--batch-size", "64", "--remove-bpe", "--max-len-a", "1.2",
+                                         "--max-len-b", "10", "--cpu", "--num-workers", "0"], network)]
     if smoke:
         argv += ["--max-len-a", "0", "--max-len-b", "8"]
     return argv
+
+
+def prepare_data(output: str, prog: str, limit: int = 0) -> str:
+    """The bundled Bible corpus binarized into OUTPUT/data-bin (data-prep/prepare_bible.py), unless it is there."""
+    data = os.path.join(output, "data-bin")
+    if not os.path.isfile(os.path.join(data, f"dict.{TGT}.txt")):
+        argv = [sys.executable, os.path.join(ROOT, "data-prep", "prepare_bible.py"),
+                "--output", os.path.join(output, "text"), "--binarize", data]
+        runner.run_logged(prog, f"preparing the Bible corpus into {data}",
+                          argv + (["--limit", str(limit)] if limit else []), os.path.join(output, "prepare.log"))
+    return data

@@ -9,13 +9,15 @@ alone, ``core_loss`` of an ATS core); valid BLEU: greedy translations of the val
 """
 import glob
 import json
-import logging
 import os
 import statistics
 from typing import Dict, List, Optional, Tuple
 
+import fairseq_log
 import generate_bleu
+import plots
 import study_design
+from console import markdown_table, mean_std
 from study_design import Budget, Row
 
 LANG = study_design.TGT
@@ -62,26 +64,7 @@ def valid_losses(output: str, row: Row, seed: int, network: str) -> List[Tuple[i
     """(update, valid loss in bits) of every validation in the training's JSON log."""
     # an ATS run logs its core's validation as valid_core_loss; a core trained alone is the run's only network
     key = "valid_core_loss" if network == "core" and "full" in row.networks else "valid_loss"
-    return log_valid_losses(os.path.join(study_design.run_dir(output, row.key, seed), "train.log"), key)
-
-
-def log_valid_losses(log: str, key: str = "valid_loss") -> List[Tuple[int, float]]:
-    """(update, ``key``) of every validation in a fairseq-train JSON log (none if there is no log)."""
-    points = []
-    if not os.path.isfile(log):
-        return points
-    with open(log, errors="replace") as f:
-        for line in f:
-            start = line.find("{")
-            if start < 0 or "valid_loss" not in line:
-                continue
-            try:
-                record = json.loads(line[start:])
-            except json.JSONDecodeError:
-                continue
-            if key in record and "valid_num_updates" in record:
-                points.append((int(record["valid_num_updates"]), float(record[key])))
-    return sorted(dict(points).items())
+    return fairseq_log.valid_losses(os.path.join(study_design.run_dir(output, row.key, seed), "train.log"), key)
 
 
 def valid_bleus(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
@@ -108,9 +91,7 @@ def trained_further(output: str, row: Row, seeds: List[int], network: str) -> Di
 
 
 def _mean_std(values: List[float]) -> str:
-    if not values:
-        return "-"
-    return f"{statistics.mean(values):.2f}" + (f" ({statistics.stdev(values):.2f})" if len(values) > 1 else "")
+    return mean_std(values) if values else "-"
 
 
 def table(output: str, rows: List[Row], seeds: List[int]) -> Tuple[str, list]:
@@ -131,11 +112,6 @@ def table(output: str, rows: List[Row], seeds: List[int]) -> Tuple[str, list]:
     if missing:
         text += "\n\nMissing: " + ", ".join(missing) + "."
     return text, points
-
-
-def markdown_table(header: List[str], rows: List[List[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def valid_at(output: str, row: Row, seeds: List[int], network: str, updates: int) -> Tuple[str, str]:
@@ -246,33 +222,14 @@ COLORS = {"standard": "black", "ats-rank": "C0", "core-rank": "C1", "ats-width":
 MARKERS = {"full": "s", "core": "o", "sparse": "^"}
 
 
-def _pyplot():
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # fairseq's logging set-up lets its debug lines out
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot(path: str, points, budget: Budget) -> str:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 5))
-    for row, network, params, mean, std in points:
-        ax.errorbar(params, mean, yerr=std, fmt=MARKERS[network], color=COLORS.get(row.key, "C9"), capsize=3,
-                    label=f"{row.label}: {network}")
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters (sparse: kept by the masks; ATS full: as a standard Transformer)")
-    ax.set_ylabel("test BLEU")
-    ax.set_title(f"BLEU against parameters, {budget.updates} updates each")
-    ax.grid(True, alpha=0.3)
-    if points:  # beside the axes: inside, it hides points (the two ATS full networks sit at the right edge)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    drawn = [plots.Point(params, mean, std, MARKERS[network], COLORS.get(row.key, "C9"), f"{row.label}: {network}")
+             for row, network, params, mean, std in points]
+    # the legend beside the axes: inside, it hides points (the two ATS full networks sit at the right edge)
+    return plots.bleu_against_parameters(
+        path, drawn, f"BLEU against parameters, {budget.updates} updates each",
+        "parameters (sparse: kept by the masks; ATS full: as a standard Transformer)", "test BLEU", (10, 5),
+        legend=dict(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0)))
 
 
 def _mean_curve(curves: List[List[Tuple[int, float]]]) -> List[Tuple[int, float]]:
@@ -292,7 +249,7 @@ def seeds_beyond(output: str, row: Row, seeds: List[int], budget: Budget) -> Lis
 def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Budget,
            until: Optional[int] = None) -> str:
     """Valid loss and valid BLEU against updates (up to ``until``, when given), each the mean over the seeds."""
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, (loss_ax, bleu_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for row in rows:
         shift = budget.updates - study_design.training_updates(row, budget, budget.updates)  # prune: its dense part

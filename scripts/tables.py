@@ -22,6 +22,8 @@ collector stay fast).
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
+from recipe import ADAM_098, KINDS, LABEL_SMOOTHING
+
 # ---------------------------------------------------------------------------------------- data sets
 
 
@@ -60,9 +62,6 @@ class Recipe:
     bleu: str  # "tokenized" (ATS: fairseq's BLEU) or "sacrebleu" (GaP: detokenized SacreBLEU)
     evaluation: Tuple[str, ...] = ()  # validation BLEU during training (GaP: best checkpoint by BLEU)
 
-
-ADAM_098 = ("--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-09")
-LABEL_SMOOTHING = ("--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1")
 
 RECIPES: Dict[str, Recipe] = {
     # ATS Table 3, IWSLT14 column. transformer_iwslt_de_en is Table 3's shape (6+6 layers, d=512, FFN 1024,
@@ -148,9 +147,6 @@ def _add(run: Run) -> str:
     assert run.method in METHODS and run.dataset in DATASETS, run
     assert RUNS.setdefault(run.id, run) == run, f"run {run.id} defined twice, differently"
     return run.id
-
-
-KINDS = {"rank": "PartitionedRankLinear", "width": "PartitionedLinear"}
 
 
 def ats_standard(dataset: str) -> str:

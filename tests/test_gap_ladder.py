@@ -7,7 +7,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 import gap_ladder  # noqa: E402
-import study_design  # noqa: E402
+import runner  # noqa: E402
 from study_design import Budget  # noqa: E402
 
 
@@ -43,10 +43,10 @@ def test_every_rung_has_the_papers_proportions(tmp_path):
 def test_a_step_goes_on_from_the_step_before_with_its_data_order(tmp_path):
     jobs = _ladder(tmp_path, (750,))
     step0, step1 = jobs["cgap-750/seed1/step0"], jobs["cgap-750/seed1/step1"]
-    assert not any(a.startswith(study_design.CONTINUE_FROM) for a in step0.argv)  # from scratch
+    assert not any(a.startswith(runner.CONTINUE_FROM) for a in step0.argv)  # from scratch
     save0, save1 = _flag(step0, "--save-dir"), _flag(step1, "--save-dir")
     # before its own first checkpoint: the step before's, with a fresh optimizer and schedule, not a fresh data order
-    argv = study_design.resolve(step1.argv)
+    argv = runner.resolve(step1.argv)
     i = argv.index("--restore-file")
     assert argv[i:i + 5] == ["--restore-file", os.path.join(save0, "checkpoint_last.pt"), "--reset-optimizer",
                              "--reset-lr-scheduler", "--reset-meters"]
@@ -54,7 +54,7 @@ def test_a_step_goes_on_from_the_step_before_with_its_data_order(tmp_path):
     # relaunched after its own first checkpoint: it resumes from that
     os.makedirs(save1)
     open(os.path.join(save1, "checkpoint_last.pt"), "w").close()
-    argv = study_design.resolve(step1.argv)
+    argv = runner.resolve(step1.argv)
     assert "--restore-file" not in argv and "--reset-optimizer" not in argv
 
 
@@ -69,7 +69,7 @@ def test_the_control_is_the_studys_schedule_as_processes(tmp_path):
     assert finetune.updates == 375 and finetune.needs == [steps[-1].name]
     warmups = {_flag(j, "--warmup-updates") for j in [one_process, *steps, finetune]}
     assert warmups == {"12"}  # the same learning rate at every update: only the optimizer state differs
-    assert any(a.startswith(study_design.CONTINUE_FROM) for a in finetune.argv)
+    assert any(a.startswith(runner.CONTINUE_FROM) for a in finetune.argv)
 
 
 def test_grown_share_counts_the_kept_weights_the_step_grew():

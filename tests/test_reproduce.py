@@ -25,6 +25,7 @@ import collect_results  # noqa: E402
 import console  # noqa: E402
 import generate_bleu  # noqa: E402
 import reproduce  # noqa: E402
+import runner  # noqa: E402
 import tables  # noqa: E402
 
 # hydra's deprecation notices about fairseq's way of composing (multi-line: pytest.ini's filters miss them)
@@ -366,6 +367,16 @@ def compose(name, data):
         return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
+def test_committed_configs_are_the_generators_output():
+    """configs/ is generated from tables.py (scripts/make_hydra_configs.py) and committed, so that a checkout
+    trains with fairseq-hydra-train as it is: every file is what the generator writes, and no other is there."""
+    import make_hydra_configs
+
+    written = {f"{name}.yaml" for name, _ in make_hydra_configs.config_runs()}
+    assert set(os.listdir(os.path.join(ROOT, "configs"))) == written
+    make_hydra_configs.main(["--check"])  # exits with the stale files named
+
+
 @pytest.mark.parametrize("name", ["ats_iwslt14_rank_r0.03125_alternate", "gap_wmt14_cgap_s0.9_k3"])
 def test_hydra_config_equals_command_line(name, tmp_path):
     import make_hydra_configs
@@ -403,13 +414,13 @@ def test_failing_command_is_one_line_error_after_its_log_tail(tmp_path, capsys):
     fails = [sys.executable, "-c", "import sys; print('\\n'.join(f'line {i}' for i in range(100))); "
                                    "sys.exit('Traceback: the cause')"]
     with pytest.raises(SystemExit) as exit_info:
-        console.run_logged("reproduce", "run-x seed 1: train", fails, log)
+        runner.run_logged("reproduce", "run-x seed 1: train", fails, log)
     assert str(exit_info.value) == f"reproduce: error: run-x seed 1: train failed (exit 1), log: {log}"
     out, err = capsys.readouterr()
     assert out == "reproduce: run-x seed 1: train\n"  # the progress line
     assert "line 99" in err and "Traceback: the cause" in err and "line 10\n" not in err  # the tail only
     assert open(log).readline() == f"# reproduce: {shlex.join(fails)}\n"
-    console.run_logged("reproduce", "again", [sys.executable, "-c", "print('resumed')"], log, append=True)
+    runner.run_logged("reproduce", "again", [sys.executable, "-c", "print('resumed')"], log, append=True)
     assert "line 99" in open(log).read() and open(log).read().endswith("resumed\n")
 
 
