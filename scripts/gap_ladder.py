@@ -29,6 +29,7 @@ OUTPUT/ladder.md and OUTPUT/ladder.png (scripts/gap_ladder_report.py).
 """
 import argparse
 import os
+import sys
 from typing import List
 
 import console
@@ -191,7 +192,7 @@ def main(argv=None):
         return report(output, rungs, args.seed, budget)
     os.makedirs(output, exist_ok=True)
     study_design.prepare_data(output, PROG, limit=200 if args.smoke else 0)
-    command = "python scripts/gap_ladder.py " + " ".join(argv if argv is not None else [])
+    command = "python scripts/gap_ladder.py " + " ".join(argv if argv is not None else sys.argv[1:])
     runner.run_recorded(todo, args.parallel, args.threads, PROG, command,
                         lambda entry: study_report.record_invocation(output, entry))
     report(output, rungs, args.seed, budget)
