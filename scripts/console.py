@@ -10,11 +10,30 @@ import logging
 import os
 import statistics
 import sys
+import warnings
 from typing import List, Sequence
 
 LOG_TAIL_LINES = 40
 # fairseq's import tells everyone, at INFO, to install tensorboardX (used by none of these scripts)
 logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
+
+
+# third-party warnings these scripts are known to trigger, none of them about what a user did: hydra's
+# deprecations when fairseq parses a command line, torch's notes on fairseq's data loader and attention
+KNOWN_WARNINGS = (r"\s*The version_base parameter", r"\s*'config' is validated against ConfigStore",
+                  r"\s*The strict flag in the compose API", "Support for mismatched key_padding_mask",
+                  "Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "hydra.experimental.",
+                  "In 'config': Usage of deprecated keyword in package header", "'pin_memory' argument is set as true")
+
+
+def quiet_third_party():
+    """Hide KNOWN_WARNINGS and fairseq's INFO lines (its imports set the root logger to INFO) in this
+    process: for a script whose main loads models itself. Its main calls it; never done on import."""
+    for message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    import fairseq.tasks  # noqa: F401  (its import sets the root logger to INFO: first, then ours)
+
+    logging.getLogger().setLevel(logging.WARNING)
 
 
 def shown(path: str) -> str:

@@ -199,6 +199,7 @@ def main(argv=None):
 
 
 def report(output: str, rungs: List[int], seed: int, budget: Budget):
+    console.quiet_third_party()  # the report validates checkpoints in this process
     paths = gap_ladder_report.write(output, rungs, seed, budget.cgap(), budget.updates)
     print(f"{PROG}: wrote {', '.join(paths)}")
 
