@@ -43,7 +43,6 @@ import os
 import random
 import statistics
 import sys
-import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run from a checkout without installing the plugin
@@ -52,7 +51,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from console import fail, format_table  # noqa: E402  (first: it quiets fairseq's import)
+import console  # noqa: E402  (first: it quiets fairseq's import)
+from console import fail, format_table  # noqa: E402
 import generate_bleu  # noqa: E402
 import study_design  # noqa: E402
 from bench_engines import CTranslate2Engine, FairseqEngine, batches  # noqa: E402
@@ -215,13 +215,7 @@ def table(nets, bleus, fidelity, speeds, markdown: bool = False) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    # known third-party noise: hydra's deprecations when fairseq parses a command line, torch's notes
-    for message in (r"\s*The version_base parameter", r"\s*'config' is validated against ConfigStore",
-                    r"\s*The strict flag in the compose API", "Support for mismatched key_padding_mask",
-                    "Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "hydra.experimental.",
-                    "In 'config': Usage of deprecated keyword in package header"):
-        warnings.filterwarnings("ignore", message=message)
-    logging.getLogger().setLevel(logging.WARNING)  # fairseq's text_to_speech module sets INFO on import
+    console.quiet_third_party()
     torch.set_num_threads(1)
     args.work = args.work or os.path.join(args.study_dir, "deploy")
     os.makedirs(args.work, exist_ok=True)
