@@ -209,7 +209,7 @@ def table(nets, bleus, fidelity, speeds, markdown: bool = False) -> str:
             rows.append([LABELS[name], engine, f"{net['parameters']:,}", f"{held['bytes'] / 2 ** 20:.1f}",
                          f"{b[4]['bleu']:.2f}", f"{b[1]['bleu']:.2f}", same, delta, *cells])
     if markdown:
-        return "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *rows])
+        return console.markdown_table(header, rows)
     return format_table(header, rows)
 
 
