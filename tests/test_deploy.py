@@ -3,9 +3,11 @@ CTranslate2's converter reads, converts with CTranslate2's own converter, and tr
 fairseq-generate does; the small-width core exports as the narrow standard Transformer it is; the
 low-rank core is refused in one line; docs/deploy.md's commands run as written."""
 import argparse
+import importlib.util
 import os
 import re
 import shlex
+import subprocess
 import sys
 
 import pytest
@@ -189,13 +191,36 @@ def _doc_commands():
     return found
 
 
+def test_the_deploy_docs_measurement_commands_parse(tmp_path, monkeypatch):
+    """The commands that measured docs/deploy.md's table name scripts that exist and flags they take:
+    the study's prints its commands (--dry-run), the benchmark's parses its arguments."""
+    measured = [a for a in _doc_commands() if a[0] == "python"]
+    assert [a[1] for a in measured] == ["scripts/study.py", "scripts/deploy_benchmark.py", "scripts/deploy_benchmark.py"]
+    for argv in measured:
+        script = os.path.join(ROOT, argv[1])
+        if argv[1] == "scripts/study.py":
+            flags = [tmp_path / "study" if a == "study" else a for a in argv[2:]]
+            done = subprocess.run([sys.executable, script, *map(str, flags), "--dry-run"],
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr
+            rows = argv[argv.index("--rows") + 1].split(",")
+            assert all(f"# {row}/seed1/" in done.stdout for row in rows) and "fairseq_cli.train" in done.stdout
+        else:
+            monkeypatch.syspath_prepend(os.path.dirname(script))
+            spec = importlib.util.spec_from_file_location("deploy_benchmark", script)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            args = module.parse_args(argv[2:])
+            assert args.study_dir == "study" and args.rounds == 3
+
+
 def test_the_deploy_docs_commands_run_as_written(data_dir, trained, tmp_path, monkeypatch):
     """In a directory laid out as the docs say (checkpoints/RUN/checkpoint_best.pt, data-bin/...), every
     command of docs/deploy.md runs as written, and its Python example translates with what they wrote."""
     from ctranslate2.converters import fairseq as ct2_fairseq
 
     monkeypatch.chdir(tmp_path)
-    commands = _doc_commands()
+    commands = [a for a in _doc_commands() if a[0] != "python"]  # the measurement's: the next test
     assert {a[0] for a in commands} == {"fairseq-partitioned-export", "ct2-fairseq-converter"}
     for argv in commands:
         data = next((argv[i + 1] for i, a in enumerate(argv) if a in ("--data", "--data_dir")), None)
