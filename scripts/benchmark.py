@@ -68,6 +68,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import console  # noqa: E402,F401  (before fairseq: it quiets the notice fairseq's import logs)
 import torch  # noqa: E402
 from fairseq import tasks  # noqa: E402
 
