@@ -68,7 +68,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import console  # noqa: E402,F401  (before fairseq: it quiets the notice fairseq's import logs)
+import console  # noqa: E402  (before fairseq: it quiets the notice fairseq's import logs)
 import torch  # noqa: E402
 from fairseq import tasks  # noqa: E402
 
@@ -168,6 +168,7 @@ def notes(args) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
+    console.quiet_third_party()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True,
                         format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
     logger.setLevel(logging.INFO)

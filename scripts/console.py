@@ -19,11 +19,13 @@ logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 
 
 # third-party warnings these scripts are known to trigger, none of them about what a user did: hydra's
-# deprecations when fairseq parses a command line, torch's notes on fairseq's data loader and attention
+# deprecations when fairseq parses a command line, torch's notes on fairseq's data loader, attention and
+# autocast
 KNOWN_WARNINGS = (r"\s*The version_base parameter", r"\s*'config' is validated against ConfigStore",
                   r"\s*The strict flag in the compose API", "Support for mismatched key_padding_mask",
                   "Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "hydra.experimental.",
-                  "In 'config': Usage of deprecated keyword in package header", "'pin_memory' argument is set as true")
+                  "In 'config': Usage of deprecated keyword in package header", "'pin_memory' argument is set as true",
+                  r"`torch.cuda.amp.autocast\(args...\)` is deprecated")
 
 
 def quiet_third_party():

@@ -31,6 +31,9 @@ def test_benchmark_writes_complete_json(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "training update" in proc.stdout and "targets:" in proc.stdout
+    # What the user sees is the benchmark's progress and table: no third-party warning or notice.
+    foreign = [line for line in proc.stderr.splitlines() if "| INFO | benchmark |" not in line]
+    assert not foreign, foreign[:5]
     result = json.loads(out.read_text())
 
     for key in ("date", "cpu", "cpu_cores", "torch", "fairseq", "device"):
