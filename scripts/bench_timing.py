@@ -136,8 +136,8 @@ def paired_ratio(row, ref, key="seconds") -> Optional[float]:
 def time_optimizer(args, b: Built) -> dict:
     """optimizer.step() alone: adam_for_partitioned_model vs fairseq's Adam, same parameters and grads.
 
-    The partitioned optimizer runs through ``task.optimizer_step`` (the call the trainer makes, which
-    builds the update mask), on the inner optimizer (with --fp16, on the fp32 copies); fairseq's Adam is
+    The partitioned optimizer runs as in a training update: the task hands it the update's mask
+    (``hand_over_update_mask``, in ``train_step``), then ``task.optimizer_step``, on the inner optimizer (with --fp16, on the fp32 copies); fairseq's Adam is
     a second optimizer over the same tensors, on all of them (reference of a full update) or on the
     core's only (reference of a core update, what the standalone core's Adam does).
     """
@@ -155,21 +155,33 @@ def time_optimizer(args, b: Built) -> dict:
     for ref in (ref_full, ref_core):
         ref.set_lr(inner.get_lr())
     # Even update numbers are full updates, odd ones core updates (Algorithm 1).
+    def partitioned_step(update_num):  # as the trainer's update: the task hands the mask over, then steps
+        def step():
+            task.hand_over_update_mask(inner, model, update_num)
+            task.optimizer_step(inner, model, update_num)
+        return step
+
     steps = {
-        "full": lambda: task.optimizer_step(inner, model, 0),
+        "full": partitioned_step(0),
         "fairseq_adam_full": ref_full.step,
-        "core": lambda: task.optimizer_step(inner, model, 1),
+        "core": partitioned_step(1),
         "fairseq_adam_core": ref_core.step,
     }
     seconds = {k: [] for k in steps}
+    changed = {}  # level -> how many tensors its first step changed: a check that like is timed with like
     for i in range(max(1, args.warmup) + args.repeats):
         gc.collect()  # once a round: a collection costs more than a step of a small model
         for k, step in steps.items():
+            before = [p.detach().clone() for p in params] if i == 0 and k in ("full", "core") else None
             dt, _, _ = timed(step, args.cuda, collect=False)
+            if before is not None:
+                changed[k] = sum(not torch.equal(p, q) for p, q in zip(params, before))
             if i >= max(1, args.warmup):
                 seconds[k].append(dt)
     out = {"seconds": seconds, "params_full": sum(p.numel() for p in params),
-           "params_core": sum(p.numel() for p in core_params)}
+           "params_core": sum(p.numel() for p in core_params),
+           "tensors_full": len(params), "tensors_core": len(core_params),
+           "tensors_changed_full": changed["full"], "tensors_changed_core": changed["core"]}
     for level in ("full", "core"):
         out[f"median_s_{level}"] = statistics.median(seconds[level])
         out[f"median_s_fairseq_adam_{level}"] = statistics.median(seconds[f"fairseq_adam_{level}"])

@@ -64,6 +64,10 @@ def test_benchmark_writes_complete_json(tmp_path):
                 "median_s_core", "median_s_fairseq_adam_core", "ratio_core"):
         assert _positive(opt[key]), key
     assert opt["params_core"] < opt["params_full"]
+    # The partitioned optimizer's core step changed the core's tensors only, as fairseq's Adam on the
+    # core's parameters (its reference) does: like is timed with like.
+    assert opt["tensors_changed_full"] == opt["tensors_full"]
+    assert opt["tensors_changed_core"] == opt["tensors_core"] < opt["tensors_full"]
 
     gen = result["generate"]
     assert sorted(gen) == ["gen-ats-rank-0.25", "gen-core-rank-0.25", "gen-vanilla"]

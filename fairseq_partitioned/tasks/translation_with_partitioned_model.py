@@ -218,9 +218,7 @@ class TranslationWithPartitionedModelTask(TranslationTask):
             self._check_optimizer(inner)
         self.method.begin_update(model, optimizer, update_num)
         if inner is not None:
-            mask = self.method.update_mask(model, update_num)
-            extra = max(0, inner.num_parameters - len(mask))  # the criterion's parameters, if it has any
-            inner.set_update_mask(list(mask) + [True] * extra)
+            self.hand_over_update_mask(inner, model, update_num)
         alignment = self._measure_alignment(sample, model, criterion, optimizer, update_num)
         criterion = self.method.training_criterion(model, criterion, update_num)
         loss, sample_size, logging_output = super().train_step(
@@ -228,6 +226,13 @@ class TranslationWithPartitionedModelTask(TranslationTask):
         )
         logging_output.update(alignment)
         return loss, sample_size, logging_output
+
+    def hand_over_update_mask(self, inner, model, update_num):
+        """Give our optimizer (``inner``) the update mask of update ``update_num``: it holds until its
+        next step."""
+        mask = self.method.update_mask(model, update_num)
+        extra = max(0, inner.num_parameters - len(mask))  # the criterion's parameters, if it has any
+        inner.set_update_mask(list(mask) + [True] * extra)
 
     def _check_optimizer(self, inner):
         """Partial training needs our optimizer: it applies the update mask (docs/design.md)."""
