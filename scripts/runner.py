@@ -54,8 +54,10 @@ def continue_from(checkpoint: str, save_dir: str) -> str:
 
 def resolve(argv: List[str]) -> List[str]:
     """The command line with every ``checkpoint_at`` replaced by the checkpoint fairseq wrote at that
-    update: ``checkpoint_EPOCH_UPDATES.pt`` (--save-interval-updates divides every update asked for), or
-    ``checkpointEPOCH.pt`` when the update ended an epoch (fairseq then writes that one instead); and
+    update: ``checkpoint_EPOCH_UPDATES.pt`` (where --save-interval-updates divides it), or
+    ``checkpointEPOCH.pt`` when the update ended an epoch (fairseq then writes that one instead), or
+    ``checkpoint_last.pt`` when it is the training's last update and neither (a fine-tune of 375 updates
+    saved every 250: fairseq writes only checkpoint_last.pt at its end); and
     every ``continue_from`` by its flags."""
     out = []
     for a in argv:
@@ -69,6 +71,9 @@ def resolve(argv: List[str]) -> List[str]:
             found = sorted(glob.glob(os.path.join(ckpt_dir, f"checkpoint_*_{updates}.pt")))
             found = found or [p for p in glob.glob(os.path.join(ckpt_dir, "checkpoint[0-9]*.pt"))
                               if _updates_of(p) == int(updates)]
+            last = os.path.join(ckpt_dir, "checkpoint_last.pt")  # a training that stopped between intervals
+            if not found and os.path.isfile(last) and _updates_of(last) == int(updates):
+                found = [last]
             if not found:
                 raise FileNotFoundError(f"no checkpoint at update {updates} in {ckpt_dir}")
             a = found[-1]

@@ -134,3 +134,24 @@ def test_the_report_of_a_ladder_not_started_has_every_row_and_no_number(tmp_path
     assert len(rows) == 2 and all(set(cell.strip()) <= set("-") for row in rows for cell in row.split("|")[3:-1])
     assert "9 steps of 125 updates, a 375-update fine-tune" in report
     assert os.path.getsize(paths[1]) > 0
+
+
+def test_a_training_scored_at_an_update_between_save_intervals_is_found_in_checkpoint_last(tmp_path):
+    """The control's fine-tune trains 375 updates, saved every 250: fairseq writes checkpoint_3_250.pt
+    and, at its end, only checkpoint_last.pt. Its test job is scored at 375 from checkpoint_last.pt;
+    at an update no checkpoint holds, the job stops with the runner's error."""
+    import pytest
+    import torch
+
+    jobs = _ladder(tmp_path, rungs=(750,))
+    finetune, test = jobs["cgap-125-steps/seed1/finetune"], jobs["cgap-125-steps/seed1/test-sparse-finetune"]
+    assert finetune.updates == 375 and int(_flag(finetune, "--save-interval-updates")) == 250
+    ckpt_dir = _flag(finetune, "--save-dir")
+    os.makedirs(ckpt_dir)
+    for name, updates in (("checkpoint_3_250.pt", 250), ("checkpoint_last.pt", 375)):
+        torch.save({"optimizer_history": [{"num_updates": updates}]}, os.path.join(ckpt_dir, name))
+    argv = runner.resolve(test.argv)
+    assert os.path.join(ckpt_dir, "checkpoint_last.pt") in argv
+    torch.save({"optimizer_history": [{"num_updates": 400}]}, os.path.join(ckpt_dir, "checkpoint_last.pt"))
+    with pytest.raises(FileNotFoundError, match="no checkpoint at update 375"):
+        runner.resolve(test.argv)
