@@ -276,7 +276,11 @@ def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Bu
     if until is None:
         fig.suptitle(f"Trained further (seed {','.join(map(str, seeds))}); dotted: update {budget.updates}, where "
                      "the table is read", fontsize=10)
-    bleu_ax.legend(fontsize=6)
+    if bleu_ax.get_legend_handles_labels()[0]:
+        bleu_ax.legend(fontsize=6)
+    else:  # --no-curves: no valid-split translations along the way
+        bleu_ax.text(0.5, 0.5, "no valid BLEU curves (--no-curves)", ha="center", va="center",
+                     transform=bleu_ax.transAxes, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
