@@ -137,9 +137,10 @@ def time_optimizer(args, b: Built) -> dict:
     """optimizer.step() alone: adam_for_partitioned_model vs fairseq's Adam, same parameters and grads.
 
     The partitioned optimizer runs as in a training update: the task hands it the update's mask
-    (``hand_over_update_mask``, in ``train_step``), then ``task.optimizer_step``, on the inner optimizer (with --fp16, on the fp32 copies); fairseq's Adam is
-    a second optimizer over the same tensors, on all of them (reference of a full update) or on the
-    core's only (reference of a core update, what the standalone core's Adam does).
+    (``hand_over_update_mask``, in ``train_step``), then ``task.optimizer_step``, on the inner optimizer
+    (with --fp16, on the fp32 copies); fairseq's Adam is a second optimizer over the same tensors, on
+    all of them (reference of a full update) or on the core's only (reference of a core update, what
+    the standalone core's Adam does).
     """
     task, model = b.task, b.model
     inner = find_partitioned_optimizer(b.trainer.optimizer)

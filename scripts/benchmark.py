@@ -29,9 +29,10 @@ update. All configurations train on the SAME pre-loaded batches (round i uses ba
   --max-len-a 0``, L = the batches' mean target length): every configuration decodes the same number of
   steps, and the comparison is of compute, not of luck.
 - ``adam``: ``optimizer.step()`` alone, adam_for_partitioned_model (the update's mask handed over by
-  the task, then ``task.optimizer_step``, as in a training update) against fairseq's ``--optimizer adam`` on the same
-  parameters and gradients: on a full update against fairseq's Adam on all parameters, on a core update
-  against fairseq's Adam on the core's parameters only (what the standalone core runs).
+  the task, then ``task.optimizer_step``, as in a training update) against fairseq's ``--optimizer
+  adam`` on the same parameters and gradients: on a full update against fairseq's Adam on all
+  parameters, on a core update against fairseq's Adam on the core's parameters only (what the
+  standalone core runs).
 
 Timing (scripts/bench_timing.py): after warm-up, configurations are interleaved (A B C ... A B C ...),
 one timed update each per round. A row reports the median seconds per update, target tokens per second

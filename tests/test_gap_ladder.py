@@ -3,6 +3,9 @@ step going on from the one before, the control on the study's schedule; and how 
 import os
 import sys
 
+import pytest
+import torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
@@ -140,9 +143,6 @@ def test_a_training_scored_at_an_update_between_save_intervals_is_found_in_check
     """The control's fine-tune trains 375 updates, saved every 250: fairseq writes checkpoint_3_250.pt
     and, at its end, only checkpoint_last.pt. Its test job is scored at 375 from checkpoint_last.pt;
     at an update no checkpoint holds, the job stops with the runner's error."""
-    import pytest
-    import torch
-
     jobs = _ladder(tmp_path, rungs=(750,))
     finetune, test = jobs["cgap-125-steps/seed1/finetune"], jobs["cgap-125-steps/seed1/test-sparse-finetune"]
     assert finetune.updates == 375 and int(_flag(finetune, "--save-interval-updates")) == 250
