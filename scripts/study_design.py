@@ -141,6 +141,9 @@ CHOICES: Tuple[Row, ...] = (
         distill_start=0.5),
     Row("ats-rank-distill-from-0", "ATS + distillation, low-rank core, from update 0", "plugin",
         ATS_RANK + distill(), ("full", "core"), varies="ats-rank-distill", distill_start=0.0),
+    Row("ats-rank-distill-teacher-dropout", "ATS + distillation, low-rank core, the teacher with dropout", "plugin",
+        ATS_RANK + distill("0.5", "--core-distill-teacher-dropout"), ("full", "core"), varies="ats-rank-distill",
+        distill_start=0.5),
 )
 ROW = {row.key: row for row in ROWS + CHOICES}
 EXTENSIBLE = ("standard", "ats-rank", "core-rank", "ats-width", "core-width", "random-mask", "ats-rank-distill",

@@ -40,17 +40,16 @@ def _built(data_dir, flags):
     return task, model, criterion, next(itr)
 
 
-def _hand_loss(model, layers, sample, level, top, alpha, temperature, eps, pad):
-    """The formula of methods/distillation.py, written out: the core's forward (train mode), then the
-    top level's (eval mode, no gradient)."""
-    model.train()
-    z = model(**sample["net_input"])[0].float()  # (B, T, V)
+def _hand_loss(model, layers, sample, level, top, alpha, temperature, eps, pad, teacher_dropout=False):
+    """The formula of methods/distillation.py, written out: the top level's forward (eval mode, or train
+    mode with ``teacher_dropout``; no gradient), then the core's (train mode)."""
     set_level(layers, top)
-    model.eval()
+    model.train(teacher_dropout)
     with torch.no_grad():
         z_top = model(**sample["net_input"])[0].float()
     model.train()
     set_level(layers, level)
+    z = model(**sample["net_input"])[0].float()  # (B, T, V)
     keep = sample["target"].ne(pad)
     lprobs = F.log_softmax(z, dim=-1)
     vocab = lprobs.size(-1)
@@ -98,6 +97,28 @@ def test_mixed_loss_and_its_gradient_are_the_hand_computation(data_dir, kind, ra
         else:
             torch.testing.assert_close(got, want)
     assert any(getattr(p, "partition_level", 1) > level for p in params)
+
+
+def test_a_teacher_with_dropout_is_the_hand_computation_with_dropout_drawn_first(data_dir):
+    """--core-distill-teacher-dropout: the teacher's forward in train mode, drawing its dropout before the
+    core's; the loss is the formula's with those draws, and not the eval-mode teacher's."""
+    task, model, criterion, sample = _built(data_dir, ATS + [
+        "--small-ratio", "0.5", "--dropout", "0.2", "--core-distill", "0.3", "--core-distill-teacher-dropout"])
+    method, layers = task.method, list(partitioned_modules(model))
+    method.begin_update(model, None, 1)
+    distilled = method.training_criterion(model, criterion, 1)
+    model.train()
+    rng = torch.get_rng_state()
+    loss, _, log = distilled(model, sample)
+    assert model.training and all(m.level == 1 for m in layers)
+    pad = task.tgt_dict.pad()
+    torch.set_rng_state(rng)
+    mixed, _, _, soft = _hand_loss(model, layers, sample, 1, 2, 0.3, 1.0, 0.1, pad, teacher_dropout=True)
+    torch.testing.assert_close(loss.detach(), mixed.detach())
+    torch.testing.assert_close(log["distill_loss"], soft.detach())
+    torch.set_rng_state(rng)
+    eval_mixed = _hand_loss(model, layers, sample, 1, 2, 0.3, 1.0, 0.1, pad)[0]
+    assert not torch.allclose(loss.detach(), eval_mixed.detach())
 
 
 def test_no_wrapper_at_alpha_0_at_the_top_level_or_before_the_start(data_dir):
@@ -200,8 +221,9 @@ def test_a_distilled_checkpoint_exports_and_translates(data_dir, tmp_path):
         h.generate_main(data_dir, ["--max-level", "1"], path=ckpt))
 
 
-def test_resume_inside_epoch_1_is_bit_exact(data_dir, tmp_path):
-    flags = DISTILL + ["--core-distill-temperature", "2", "--core-distill-start", "2"] + LONG_EPOCHS
+@pytest.mark.parametrize("teacher", [[], ["--core-distill-teacher-dropout"]], ids=["eval-teacher", "teacher-dropout"])
+def test_resume_inside_epoch_1_is_bit_exact(data_dir, tmp_path, teacher):
+    flags = DISTILL + ["--core-distill-temperature", "2", "--core-distill-start", "2"] + LONG_EPOCHS + teacher
     straight = str(tmp_path / "straight")
     a = _train(data_dir, straight, flags + ["--save-interval-updates", "3"], 6)
     resumed = tmp_path / "resumed"
@@ -293,8 +315,10 @@ def test_c10d_wrapper_with_find_unused_parameters_gives_the_unwrapped_gradients(
     (["--alternate", "--core-distill-temperature", "2"],
      "--core-distill-temperature has no effect without --core-distill > 0"),
     (["--alternate", "--core-distill-start", "100"], "--core-distill-start has no effect without --core-distill > 0"),
+    (["--alternate", "--core-distill-teacher-dropout"],
+     "--core-distill-teacher-dropout has no effect without --core-distill > 0"),
 ], ids=["alpha-high", "alpha-negative", "temperature", "start", "no-alternate", "alternate-max-level-1",
-        "max-level-1", "gap", "temperature-alone", "start-alone"])
+        "max-level-1", "gap", "temperature-alone", "start-alone", "teacher-dropout-alone"])
 def test_bad_input_is_one_line_before_training(data_dir, tmp_path, flags, message):
     with pytest.raises(ValueError) as error:
         h.train_translation_model(data_dir, flags, save_dir=str(tmp_path))

@@ -64,7 +64,8 @@ class AlternatingTraining(TrainingMethod):
         self._checkpoint_spec: Optional[PartitionSpec] = None  # of the checkpoint being evaluated (None: a plain one)
         self._layers_of = None  # (model, its partitioned layers)
         self._update_masks: Dict[int, List[bool]] = {}
-        self.distill = CoreDistillation(cfg.core_distill, cfg.core_distill_temperature, cfg.core_distill_start)
+        self.distill = CoreDistillation(cfg.core_distill, cfg.core_distill_temperature, cfg.core_distill_start,
+                                        cfg.core_distill_teacher_dropout)
 
     @property
     def top_level(self) -> int:

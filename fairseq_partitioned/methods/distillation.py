@@ -15,8 +15,11 @@ gradient scales as 1 / T^2, so the factor keeps ALPHA its share of the update at
 
 Choices, stated:
 - The teacher's forward runs in eval mode (no dropout): its targets are its best estimate, not a noisy
-  one, and it draws no random numbers, so the core's dropout, and every update after, draws what it
-  would without distillation: before the start a run is bit for bit ATS, and resume stays exact.
+  one, and it draws no random numbers, so the core's dropout draws what it would without distillation.
+  ``--core-distill-teacher-dropout`` runs it in train mode instead (the slimmable networks' teacher is
+  the widest network's own training forward, with dropout); its dropout then draws before the core's.
+  Either way a run before the start is bit for bit ATS, and resume stays exact (fairseq seeds every
+  update from ``--seed`` and the update number).
 - With nested cores every level learns from the top level, not from the level above: the strongest
   teacher, and one teacher forward per update whatever the level.
 - The teacher runs on the model inside any data-parallel wrapper: it is no part of the gradient, so
@@ -52,7 +55,8 @@ def check_distill_config(cfg):
         raise UsageError(f"--core-distill-start must be >= 0, got {start}")
     if alpha == 0:
         for flag, value, default in (("--core-distill-temperature", temperature, 1.0),
-                                     ("--core-distill-start", start, 0)):
+                                     ("--core-distill-start", start, 0),
+                                     ("--core-distill-teacher-dropout", cfg.core_distill_teacher_dropout, False)):
             if value != default:
                 raise UsageError(f"{flag} has no effect without --core-distill > 0")
         return
@@ -80,6 +84,7 @@ class CoreDistillation:
     alpha: float = 0.0
     temperature: float = 1.0
     start: int = 0
+    teacher_dropout: bool = False  # the teacher's forward in train mode
 
     def active(self, update_num: int) -> bool:
         """Whether a (core) update distils; with ALPHA = 0 never, so no teacher forward ever runs."""
@@ -126,10 +131,12 @@ class DistillingCriterion:
         return (1 - a) * loss + a * t * t * distill, sample_size, logging_output
 
     def teacher_probs(self, net: nn.Module, sample) -> torch.Tensor:
-        """softmax(z_top / T): the top level, eval mode, no gradient; the model is set back as it was."""
+        """softmax(z_top / T): the top level, no gradient, in eval mode (or as the model is, with
+        ``teacher_dropout``); the model is set back as it was."""
         training = net.training
         self.set_teacher()
-        net.eval()
+        if not self.distill.teacher_dropout:
+            net.eval()
         try:
             with torch.no_grad():
                 logits = net(**sample["net_input"])[0]

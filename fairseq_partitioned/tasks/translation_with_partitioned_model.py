@@ -155,6 +155,10 @@ class TranslationWithPartitionedModelConfig(GapPruningConfig, TranslationConfig)
     core_distill_start: int = field(
         default=0, metadata={"help": "--core-distill: no distillation in the first U updates (update numbers 0..U-1)"}
     )
+    core_distill_teacher_dropout: bool = field(
+        default=False, metadata={"help": "--core-distill: the teacher's forward in train mode, with dropout (default: "
+                                         "eval mode, its best estimate)"}
+    )
 
 
 @register_task(TASK_NAME, dataclass=TranslationWithPartitionedModelConfig)
