@@ -2,7 +2,7 @@
 """The GaP ladder: C-GaP against prune-from-dense as the steps grow longer, in the GaP paper's proportions.
 
     python scripts/gap_ladder.py [--output-dir ladder] [--dense 750,3000,6000] [--seed 1]
-        [--parallel 1] [--threads 1] [--dry-run] [--report-only] [--smoke]
+        [--parallel 1] [--threads 1] [--dry-run] [--report-only] [--recorded FILE] [--smoke]
 
 The study's model and recipe (scripts/study_design.py), one seed. For each dense pre-training length D:
 
@@ -25,7 +25,9 @@ fine-tunes start like the study's prune-from-dense fine-tune (``recipe.start_fro
 Every network is scored by the study's rule: its checkpoint at its last update, beam 4, test split.
 Runs live in OUTPUT/ARM/seedN/ (ARM: dense, random-mask, prune-D, cgap-D, cgap-125-steps, and the study's
 cgap); the jobs run resumably and side by side with the study's runner. Then (and with ``--report-only``)
-OUTPUT/ladder.md and OUTPUT/ladder.png (scripts/gap_ladder_report.py).
+OUTPUT/ladder.md, OUTPUT/ladder.json (every number) and OUTPUT/ladder.png (scripts/gap_ladder_report.py);
+with ``--recorded FILE`` (a ladder.json, as docs/gap-ladder.json), the rungs and control whose runs are not in
+OUTPUT come from that record, marked as such.
 """
 import argparse
 import os
@@ -167,6 +169,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch threads per command (default 1)")
     parser.add_argument("--dry-run", action="store_true", help="print every command, run nothing")
     parser.add_argument("--report-only", action="store_true", help="write the report, run nothing")
+    parser.add_argument("--recorded", metavar="FILE",
+                        help="a ladder.json measured earlier (docs/gap-ladder.json): the report takes the rungs "
+                             "and control whose runs are not in --output-dir from it")
     parser.add_argument("--smoke", action="store_true", help="a tiny model on 200 pairs per split (tests)")
     args = parser.parse_args(argv)
     try:
@@ -179,6 +184,13 @@ def main(argv=None):
         console.fail(PROG, f"--dense {args.dense}: give increasing multiples of {budget.interval}, each >= 4")
     if args.parallel < 1 or args.threads < 1:
         console.fail(PROG, "--parallel and --threads must be >= 1")
+    if args.recorded:
+        if args.dry_run:
+            console.fail(PROG, "--recorded is for the report: --dry-run writes none")
+        try:
+            gap_ladder_report.load_record(args.recorded)
+        except ValueError as e:
+            console.fail(PROG, f"--recorded {args.recorded}: {e}")
     output = os.path.abspath(args.output_dir)
     data = os.path.join(output, "data-bin")
     if args.smoke:  # the control's one-process C-GaP needs U of at least 12 updates
@@ -189,7 +201,7 @@ def main(argv=None):
     if args.report_only:
         if not os.path.isdir(output):
             console.fail(PROG, f"--report-only: no ladder in {output} (--output-dir)")
-        return report(output, rungs, args.seed, budget)
+        return report(output, rungs, args.seed, budget, args.recorded)
     os.makedirs(output, exist_ok=True)
     study_design.prepare_data(output, PROG, limit=200 if args.smoke else 0)
     command = "python scripts/gap_ladder.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -198,9 +210,9 @@ def main(argv=None):
     report(output, rungs, args.seed, budget)
 
 
-def report(output: str, rungs: List[int], seed: int, budget: Budget):
+def report(output: str, rungs: List[int], seed: int, budget: Budget, recorded: str = None):
     console.quiet_third_party()  # the report validates checkpoints in this process
-    paths = gap_ladder_report.write(output, rungs, seed, budget.cgap(), budget.updates)
+    paths = gap_ladder_report.write(output, rungs, seed, budget.cgap(), budget.updates, recorded)
     print(f"{PROG}: wrote {', '.join(paths)}")
 
 

@@ -5,9 +5,14 @@ Test BLEU as the study's (tokenized BLEU-4, lowercased, beam 4, BPE removed) of 
 at its last update; valid loss: the last validation of its training's log, at that update (bits per token,
 label-smoothed). A cell of a run not finished yet is "-". Per step of every C-GaP run: scripts/gap_steps.py,
 measured once all its steps are done (kept in the run's steps.json).
+
+Every number also goes to OUTPUT/ladder.json. A rung (or the control) whose runs are not in OUTPUT can come
+from such a file, ``recorded``: a ladder measured earlier whose run directories are gone (docs/gap-ladder.json
+keeps the repository's). The tables name each row taken from the record and the measurement it keeps.
 """
 import json
 import os
+import time
 from typing import List, Optional, Tuple
 
 import fairseq_log
@@ -55,51 +60,116 @@ def per_step(d: str, data: str) -> List[dict]:
     return rows
 
 
-def _cell(score: Optional[float], loss: Optional[float]) -> str:
+def _cell(score: Optional[float], loss: Optional[float], sign: str = "") -> str:
+    """``sign="+"``: a difference."""
     return "-" if score is None and loss is None else (
-        f"{'-' if score is None else f'{score:.2f}'} / {'-' if loss is None else f'{loss:.3f}'}")
+        f"{'-' if score is None else f'{score:{sign}.2f}'} / {'-' if loss is None else f'{loss:{sign}.3f}'}")
 
 
 def _difference(a: Tuple, b: Tuple) -> Tuple[Optional[float], Optional[float]]:
     return tuple(None if x is None or y is None else x - y for x, y in zip(a, b))
 
 
-def write(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int], updates: int) -> List[str]:
-    """``control``: the control's C-GaP (steps, updates per step, fine-tune updates), ``updates`` in all."""
+CELLS = ("dense", "prune", "cgap", "cgap2", "random")  # a rung's networks (see measure)
+
+
+def measure(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int], updates: int) -> dict:
+    """Every number of the ladder in ``output`` (None where not measured yet): per rung, each network's
+    (test BLEU, valid loss) and the C-GaP run's steps; the control's two C-GaP runs and its steps."""
     steps_k, control_step, finetune = control
     data = os.path.join(output, "data-bin")
-    epoch = updates_per_epoch(output, seed)
-    rows, points, step_tables = [], [], []
+    out = {"seed": seed, "updates_per_epoch": updates_per_epoch(output, seed), "rungs": {}}
     for dense in rungs:
-        n = dense // 4
         d_dense, d_prune, d_cgap, d_random = (run_dir(output, key, seed) for key in
                                               ("dense", f"prune-{dense}", f"cgap-{dense}", "random-mask"))
-        at = {
+        out["rungs"][str(dense)] = {
             "dense": (bleu(d_dense, f"full-{dense}"), valid_at(os.path.join(d_dense, "train.log"), dense)),
             "prune": (bleu(d_prune, "sparse"), valid_at(os.path.join(d_prune, "train.log"), dense)),
             "cgap": (bleu(d_cgap, "sparse-finetune1"), valid_at(os.path.join(d_cgap, "finetune1.log"), dense)),
             "cgap2": (bleu(d_cgap, "sparse-finetune2"), valid_at(os.path.join(d_cgap, "finetune2.log"), dense)),
             "random": (bleu(d_random, f"sparse-{2 * dense}"), valid_at(os.path.join(d_random, "train.log"), 2 * dense)),
+            "steps": per_step(d_cgap, data),
         }
+    d_steps = run_dir(output, f"cgap-{control_step}-steps", seed)
+    out["control"] = {"one process": (bleu(run_dir(output, "cgap", seed), "sparse"),
+                                      valid_at(os.path.join(run_dir(output, "cgap", seed), "train.log"), updates)),
+                      "a process per step": (bleu(d_steps, "sparse-finetune"),
+                                             valid_at(os.path.join(d_steps, "finetune.log"), finetune)),
+                      "steps": per_step(d_steps, data)}
+    return out
+
+
+def _measured(entry: dict, cells) -> bool:
+    return bool(entry["steps"]) or any(x is not None for c in cells for x in entry[c])
+
+
+def load_record(path: str) -> dict:
+    """A ladder.json written by ``write``; ValueError names what is wrong with it."""
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        for entry in [*record["rungs"].values(), record["control"]]:
+            if not entry.get("source"):
+                raise ValueError("an entry without its source")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"not a ladder record ({e})") from None
+    return record
+
+
+def merge(measured: dict, record: Optional[dict], source: str) -> Tuple[dict, set]:
+    """``measured`` with its source, and the record's rungs and control where ``measured`` has no number;
+    and the keys taken from the record (rungs as D, "control")."""
+    out, taken = json.loads(json.dumps(measured)), set()  # tuples as lists, as in a record
+    for entry in [*out["rungs"].values(), out["control"]]:
+        entry["source"] = source
+    if record is None:
+        return out, taken
+    for dense, entry in record["rungs"].items():
+        if dense not in out["rungs"] or not _measured(out["rungs"][dense], CELLS):
+            out["rungs"][dense] = entry
+            taken.add(dense)
+    if not _measured(out["control"], ("one process", "a process per step")):
+        out["control"] = record["control"]
+        taken.add("control")
+    out["updates_per_epoch"] = out["updates_per_epoch"] or record.get("updates_per_epoch")
+    out["rungs"] = dict(sorted(out["rungs"].items(), key=lambda kv: int(kv[0])))
+    return out, taken
+
+
+def write(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int], updates: int,
+          recorded: Optional[str] = None) -> List[str]:
+    """``control``: the control's C-GaP (steps, updates per step, fine-tune updates), ``updates`` in all;
+    ``recorded``: a ladder.json for the rungs and control whose runs are not in ``output``."""
+    steps_k, control_step, finetune = control
+    source = f"measured in {os.path.basename(os.path.normpath(output))}/, report of {time.strftime('%Y-%m-%d')}"
+    results, taken = merge(measure(output, rungs, seed, control, updates),
+                           load_record(recorded) if recorded else None, source)
+    epoch = results["updates_per_epoch"]
+    rows, points, step_tables, from_record = [], [], [], {}
+    for key, at in results["rungs"].items():
+        dense = int(key)
+        n = dense // 4
+        at = {c: tuple(at[c]) for c in CELLS} | {"steps": at["steps"], "source": at["source"]}
         ahead = _difference(at["cgap"], at["prune"])
         ahead2 = _difference(at["cgap2"], at["prune"])
         floor = _difference(at["random"], at["prune"])
         epochs = n / epoch if epoch else None
-        rows.append([f"{dense}", f"{n}" + (f" ({epochs:.2f})" if epochs else ""), _cell(*at["dense"]),
-                     _cell(*at["prune"]), _cell(*at["cgap"]), _cell(*ahead), _cell(*at["cgap2"]), _cell(*ahead2),
-                     _cell(*at["random"])])
+        mark = "*" if key in taken else ""
+        if mark:
+            from_record.setdefault(at["source"], []).append(f"D = {dense}")
+        rows.append([f"{dense}{mark}", f"{n}" + (f" ({epochs:.2f})" if epochs else ""), _cell(*at["dense"]),
+                     _cell(*at["prune"]), _cell(*at["cgap"]), _cell(*ahead, "+"), _cell(*at["cgap2"]),
+                     _cell(*ahead2, "+"), _cell(*at["random"])])
         points.append((epochs or n, ahead, ahead2, floor))
-        steps = per_step(d_cgap, data)
-        if steps:
-            step_tables.append((f"C-GaP, D = {dense} (N = {n})", steps))
-    d_steps = run_dir(output, f"cgap-{control_step}-steps", seed)
-    at_control = {"one process": (bleu(run_dir(output, "cgap", seed), "sparse"),
-                                  valid_at(os.path.join(run_dir(output, "cgap", seed), "train.log"), updates)),
-                  "a process per step": (bleu(d_steps, "sparse-finetune"),
-                                         valid_at(os.path.join(d_steps, "finetune.log"), finetune))}
-    steps = per_step(d_steps, data)
-    if steps:
-        step_tables.append((f"C-GaP as processes, N = {control_step} (the control)", steps))
+        if at["steps"]:
+            step_tables.append((f"C-GaP, D = {dense}{mark} (N = {n})", at["steps"]))
+    at_control = results["control"]
+    control_mark = "*" if "control" in taken else ""
+    if control_mark:
+        from_record.setdefault(at_control["source"], []).append("the control")
+    if at_control["steps"]:
+        step_tables.append((f"C-GaP as processes, N = {control_step} (the control{control_mark})",
+                            at_control["steps"]))
     lines = [
         "# The GaP ladder: C-GaP against prune-from-dense as the steps grow longer",
         "",
@@ -119,9 +189,13 @@ def write(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int
         "(Adam moments and step counts carried across steps, but for the elements a step changes) against a "
         "process per step (fresh ones; the same data order and learning rate):",
         "",
-        markdown_table(["C-GaP", "test BLEU / valid loss"], [[k, _cell(*v)] for k, v in at_control.items()]),
+        markdown_table(["C-GaP", "test BLEU / valid loss"],
+                       [[k + control_mark, _cell(*at_control[k])] for k in ("one process", "a process per step")]),
         "",
     ]
+    if from_record:
+        lines += [f"\\* From the record {recorded}, their runs not in {output}: "
+                  + "; ".join(f"{', '.join(what)}, {where}" for where, what in from_record.items()) + ".", ""]
     for title, steps in step_tables:
         lines += [f"Per step, {title}: the share of the weights the end-of-step prune keeps in the grown partition "
                   "that the step grew; valid loss with the partition dense and after the prune:", "",
@@ -132,7 +206,11 @@ def write(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int
     path = os.path.join(output, "ladder.md")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    return [path, plot(os.path.join(output, "ladder.png"), points, bool(epoch))]
+    record = os.path.join(output, "ladder.json")
+    with open(record, "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    return [path, record, plot(os.path.join(output, "ladder.png"), points, bool(epoch))]
 
 
 def plot(path: str, points, in_epochs: bool) -> str:
@@ -149,7 +227,8 @@ def plot(path: str, points, in_epochs: bool) -> str:
         ax.set_xlabel("C-GaP step length (" + ("epochs" if in_epochs else "updates") + ")")
         ax.set_ylabel(f"{what}: minus prune-from-dense's")
         ax.grid(True, alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:  # none before a rung is scored
+        axes[0].legend(fontsize=7)
     fig.suptitle("C-GaP against prune-from-dense at 90% sparsity, by step length")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

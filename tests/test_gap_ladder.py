@@ -155,3 +155,70 @@ def test_a_training_scored_at_an_update_between_save_intervals_is_found_in_check
     torch.save({"optimizer_history": [{"num_updates": 400}]}, os.path.join(ckpt_dir, "checkpoint_last.pt"))
     with pytest.raises(FileNotFoundError, match="no checkpoint at update 375"):
         runner.resolve(test.argv)
+
+
+def _record(tmp_path, rungs=(750, 3000)):
+    """A ladder.json as the report writes one, of a ladder with a valid loss at D in each prune-from-dense run."""
+    import gap_ladder_report
+
+    output = tmp_path / "measured"
+    for dense in rungs:
+        log = output / f"prune-{dense}" / "seed1" / "train.log"
+        log.parent.mkdir(parents=True)
+        log.write_text('| valid | {"epoch": 2, "valid_loss": "%.3f", "valid_num_updates": "%d"}\n'
+                       % (5 + dense / 1e4, dense))
+    paths = gap_ladder_report.write(str(output), list(rungs), 1, Budget(1500).cgap(), 1500)
+    return output, paths[1]
+
+
+def test_the_report_takes_the_rungs_without_runs_from_a_record_and_marks_them(tmp_path):
+    import json
+
+    import gap_ladder_report
+
+    measured, record = _record(tmp_path)
+    assert json.load(open(record))["rungs"]["3000"]["prune"] == [None, 5.3]
+    # a ladder of the longest rung alone, its prune-from-dense at 6,000 measured; 750 and 3000 from the record
+    output, _ = _record(tmp_path / "later", rungs=(6000,))
+    paths = gap_ladder_report.write(str(output), [6000], 1, Budget(1500).cgap(), 1500, recorded=record)
+    report = open(paths[0]).read()
+    rows = {line.split("|")[1].strip(): line for line in report.splitlines() if line.startswith("| ")}
+    assert "- / 5.075" in rows["750*"] and "- / 5.300" in rows["3000*"] and "- / 5.600" in rows["6000"]
+    assert f"From the record {record}" in report and "measured in measured/, report of" in report
+    # the merged ladder.json is itself a record: every rung with its source
+    merged = gap_ladder_report.load_record(paths[1])
+    assert list(merged["rungs"]) == ["750", "3000", "6000"]
+    assert merged["rungs"]["750"]["source"] == json.load(open(record))["rungs"]["750"]["source"]
+    assert merged["rungs"]["6000"]["source"].startswith(f"measured in {output.name}/")
+
+
+def test_a_measured_rung_is_not_replaced_by_the_record(tmp_path):
+    import gap_ladder_report
+
+    _, record = _record(tmp_path)
+    output, _ = _record(tmp_path / "again", rungs=(3000,))
+    with open(output / "prune-3000" / "seed1" / "train.log", "w") as f:
+        f.write('| valid | {"epoch": 6, "valid_loss": "4.000", "valid_num_updates": "3000"}\n')
+    report = open(gap_ladder_report.write(str(output), [3000], 1, Budget(1500).cgap(), 1500, record)[0]).read()
+    assert "| 3000 |" in report and "- / 4.000" in report and "| 750* |" in report and "5.300" not in report
+
+
+def test_a_record_that_is_not_one_stops_the_ladder_before_it_starts(tmp_path):
+    import gap_ladder_report
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rungs": {"750": {"dense": [1, 2]}}}')
+    with pytest.raises(ValueError, match="not a ladder record"):
+        gap_ladder_report.load_record(str(bad))
+    for path in (str(bad), str(tmp_path / "missing.json")):
+        with pytest.raises(SystemExit, match=r"^gap-ladder: error: --recorded .*: not a ladder record"):
+            gap_ladder.main(["--output-dir", str(tmp_path / "ladder"), "--recorded", path])
+    assert not (tmp_path / "ladder").exists()  # nothing prepared, nothing trained
+
+
+def test_the_repositorys_record_holds_the_measured_rungs():
+    import gap_ladder_report
+
+    record = gap_ladder_report.load_record(os.path.join(ROOT, "docs", "gap-ladder.json"))
+    assert sorted(record["rungs"], key=int) == ["750", "3000"]
+    assert [len(r["steps"]) for r in record["rungs"].values()] == [4, 4]
