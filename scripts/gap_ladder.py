@@ -207,7 +207,7 @@ def main(argv=None):
     command = "python scripts/gap_ladder.py " + " ".join(argv if argv is not None else sys.argv[1:])
     runner.run_recorded(todo, args.parallel, args.threads, PROG, command,
                         lambda entry: study_report.record_invocation(output, entry))
-    report(output, rungs, args.seed, budget)
+    report(output, rungs, args.seed, budget, args.recorded)
 
 
 def report(output: str, rungs: List[int], seed: int, budget: Budget, recorded: str = None):
