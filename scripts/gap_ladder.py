@@ -32,7 +32,7 @@ OUTPUT come from that record, marked as such.
 import argparse
 import os
 import sys
-from typing import List
+from typing import List, Optional
 
 import console
 import gap_ladder_report
@@ -210,7 +210,7 @@ def main(argv=None):
     report(output, rungs, args.seed, budget, args.recorded)
 
 
-def report(output: str, rungs: List[int], seed: int, budget: Budget, recorded: str = None):
+def report(output: str, rungs: List[int], seed: int, budget: Budget, recorded: Optional[str]):
     console.quiet_third_party()  # the report validates checkpoints in this process
     paths = gap_ladder_report.write(output, rungs, seed, budget.cgap(), budget.updates, recorded)
     print(f"{PROG}: wrote {', '.join(paths)}")
