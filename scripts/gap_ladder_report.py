@@ -8,7 +8,8 @@ measured once all its steps are done (kept in the run's steps.json).
 
 Every number also goes to OUTPUT/ladder.json. A rung (or the control) whose runs are not in OUTPUT can come
 from such a file, ``recorded``: a ladder measured earlier whose run directories are gone (docs/gap-ladder.json
-keeps the repository's). The tables name each row taken from the record and the measurement it keeps.
+keeps the repository's), and so can each network (and the steps) of a rung measured in part. The tables mark
+each row or cell taken from the record and name the measurement it keeps.
 """
 import json
 import os
@@ -116,18 +117,46 @@ def load_record(path: str) -> dict:
     return record
 
 
+CELL_NAMES = {"dense": "dense at D", "prune": "prune-from-dense", "cgap": "C-GaP, 1 round",
+              "cgap2": "C-GaP, 2 rounds", "random": "random mask", "steps": "the steps"}
+
+
+def _source_of(entry: dict, cell: str) -> str:
+    """Where a rung's cell (or its "steps") was measured: its own "recorded" list, else its source."""
+    return next((r["source"] for r in entry.get("recorded", []) if cell in r["cells"]), entry["source"])
+
+
+def _has(entry: dict, cell: str) -> bool:
+    return bool(entry["steps"]) if cell == "steps" else any(x is not None for x in entry[cell])
+
+
+def recorded_cells(entry: dict) -> List[str]:
+    """The cells of a rung taken from a record (see ``merge``)."""
+    return [c for r in entry.get("recorded", []) for c in r["cells"]]
+
+
 def merge(measured: dict, record: Optional[dict], source: str) -> Tuple[dict, set]:
-    """``measured`` with its source, and the record's rungs and control where ``measured`` has no number;
-    and the keys taken from the record (rungs as D, "control")."""
+    """``measured`` with its source, and from the record: the rungs and control where ``measured`` has no
+    number, and of a rung measured in part, each cell (and the steps) it has no number for, listed with
+    their source in the rung's "recorded"; and the keys taken whole from the record (rungs as D, "control")."""
     out, taken = json.loads(json.dumps(measured)), set()  # tuples as lists, as in a record
     for entry in [*out["rungs"].values(), out["control"]]:
         entry["source"] = source
     if record is None:
         return out, taken
     for dense, entry in record["rungs"].items():
-        if dense not in out["rungs"] or not _measured(out["rungs"][dense], CELLS):
+        mine = out["rungs"].get(dense)
+        if mine is None or not _measured(mine, CELLS):
             out["rungs"][dense] = entry
             taken.add(dense)
+            continue
+        by_source = {}
+        for cell in (*CELLS, "steps"):
+            if not _has(mine, cell) and _has(entry, cell):
+                mine[cell] = entry[cell]
+                by_source.setdefault(_source_of(entry, cell), []).append(cell)
+        if by_source:
+            mine["recorded"] = [{"cells": cells, "source": where} for where, cells in by_source.items()]
     if not _measured(out["control"], ("one process", "a process per step")):
         out["control"] = record["control"]
         taken.add("control")
@@ -149,6 +178,10 @@ def write(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int
     for key, at in results["rungs"].items():
         dense = int(key)
         n = dense // 4
+        cells = recorded_cells(at)
+        for item in at.get("recorded", []):
+            from_record.setdefault(item["source"], []).append(
+                f"D = {dense}'s {', '.join(CELL_NAMES[c] for c in item['cells'])}")
         at = {c: tuple(at[c]) for c in CELLS} | {"steps": at["steps"], "source": at["source"]}
         ahead = _difference(at["cgap"], at["prune"])
         ahead2 = _difference(at["cgap2"], at["prune"])
@@ -157,12 +190,14 @@ def write(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int
         mark = "*" if key in taken else ""
         if mark:
             from_record.setdefault(at["source"], []).append(f"D = {dense}")
-        rows.append([f"{dense}{mark}", f"{n}" + (f" ({epochs:.2f})" if epochs else ""), _cell(*at["dense"]),
-                     _cell(*at["prune"]), _cell(*at["cgap"]), _cell(*ahead, "+"), _cell(*at["cgap2"]),
-                     _cell(*ahead2, "+"), _cell(*at["random"])])
+        shown = {c: _cell(*at[c]) + ("*" if c in cells else "") for c in CELLS}
+        rows.append([f"{dense}{mark}", f"{n}" + (f" ({epochs:.2f})" if epochs else ""), shown["dense"],
+                     shown["prune"], shown["cgap"], _cell(*ahead, "+"), shown["cgap2"],
+                     _cell(*ahead2, "+"), shown["random"]])
         points.append((epochs or n, ahead, ahead2, floor))
         if at["steps"]:
-            step_tables.append((f"C-GaP, D = {dense}{mark} (N = {n})", at["steps"]))
+            step_mark = "*" if mark or "steps" in cells else ""
+            step_tables.append((f"C-GaP, D = {dense}{step_mark} (N = {n})", at["steps"]))
     at_control = results["control"]
     control_mark = "*" if "control" in taken else ""
     if control_mark:

@@ -203,6 +203,40 @@ def test_a_measured_rung_is_not_replaced_by_the_record(tmp_path):
     assert "| 3000 |" in report and "- / 4.000" in report and "| 750* |" in report and "5.300" not in report
 
 
+def test_a_rung_measured_in_part_takes_the_networks_it_lacks_from_the_record(tmp_path):
+    import json
+
+    import gap_ladder_report
+
+    # the record: rung 3000's prune-from-dense (valid 5.300) and its steps
+    _, record = _record(tmp_path)
+    rec = json.load(open(record))
+    rec["rungs"]["3000"]["steps"] = [{"step": 0, "matrices": 12, "grown_share": 0.9, "valid_dense": 7.0,
+                                      "valid_at_s": 7.5, "lost": 0.5}]
+    json.dump(rec, open(record, "w"))
+    # a ladder of rung 3000 again whose C-GaP fine-tune is measured, its prune-from-dense run gone
+    output = tmp_path / "again"
+    log = output / "cgap-3000" / "seed1" / "finetune1.log"
+    log.parent.mkdir(parents=True)
+    log.write_text('| valid | {"epoch": 6, "valid_loss": "5.100", "valid_num_updates": "3000"}\n')
+    paths = gap_ladder_report.write(str(output), [3000], 1, Budget(1500).cgap(), 1500, record)
+    report = open(paths[0]).read()
+    row = next(line for line in report.splitlines() if line.startswith("| 3000 "))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[3:6] == ["- / 5.300*", "- / 5.100", "- / -0.200"]  # prune from the record, marked; C-GaP measured
+    assert cells[2] == "-" and "C-GaP, D = 3000* (N = 750)" in report  # the steps from the record, marked
+    assert "D = 3000's prune-from-dense, the steps" in report
+    merged = gap_ladder_report.load_record(paths[1])["rungs"]["3000"]
+    assert merged["recorded"] == [{"cells": ["prune", "steps"], "source": rec["rungs"]["3000"]["source"]}]
+    assert merged["source"].startswith("measured in again/")
+    # the merged record, recorded again, keeps where each cell was measured
+    later = tmp_path / "later"
+    later.mkdir()
+    again = gap_ladder_report.write(str(later), [3000], 1, Budget(1500).cgap(), 1500, paths[1])
+    assert gap_ladder_report.load_record(again[1])["rungs"]["3000"]["recorded"] == merged["recorded"]
+    assert "D = 3000's prune-from-dense, the steps" in open(again[0]).read()
+
+
 def test_a_record_that_is_not_one_stops_the_ladder_before_it_starts(tmp_path):
     import gap_ladder_report
 
@@ -220,5 +254,5 @@ def test_the_repositorys_record_holds_the_measured_rungs():
     import gap_ladder_report
 
     record = gap_ladder_report.load_record(os.path.join(ROOT, "docs", "gap-ladder.json"))
-    assert sorted(record["rungs"], key=int) == ["750", "3000"]
-    assert [len(r["steps"]) for r in record["rungs"].values()] == [4, 4]
+    assert sorted(record["rungs"], key=int) == ["750", "3000", "6000"]
+    assert [len(r["steps"]) for r in record["rungs"].values()] == [4, 4, 7]
