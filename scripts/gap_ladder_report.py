@@ -100,8 +100,12 @@ def measure(output: str, rungs: List[int], seed: int, control: Tuple[int, int, i
     return out
 
 
+def _has(entry: dict, cell: str) -> bool:
+    return bool(entry["steps"]) if cell == "steps" else any(x is not None for x in entry[cell])
+
+
 def _measured(entry: dict, cells) -> bool:
-    return bool(entry["steps"]) or any(x is not None for c in cells for x in entry[c])
+    return any(_has(entry, c) for c in (*cells, "steps"))
 
 
 def load_record(path: str) -> dict:
@@ -124,15 +128,6 @@ CELL_NAMES = {"dense": "dense at D", "prune": "prune-from-dense", "cgap": "C-GaP
 def _source_of(entry: dict, cell: str) -> str:
     """Where a rung's cell (or its "steps") was measured: its own "recorded" list, else its source."""
     return next((r["source"] for r in entry.get("recorded", []) if cell in r["cells"]), entry["source"])
-
-
-def _has(entry: dict, cell: str) -> bool:
-    return bool(entry["steps"]) if cell == "steps" else any(x is not None for x in entry[cell])
-
-
-def recorded_cells(entry: dict) -> List[str]:
-    """The cells of a rung taken from a record (see ``merge``)."""
-    return [c for r in entry.get("recorded", []) for c in r["cells"]]
 
 
 def merge(measured: dict, record: Optional[dict], source: str) -> Tuple[dict, set]:
@@ -178,7 +173,7 @@ def write(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int
     for key, at in results["rungs"].items():
         dense = int(key)
         n = dense // 4
-        cells = recorded_cells(at)
+        cells = [c for item in at.get("recorded", []) for c in item["cells"]]  # from the record (merge)
         for item in at.get("recorded", []):
             from_record.setdefault(item["source"], []).append(
                 f"D = {dense}'s {', '.join(CELL_NAMES[c] for c in item['cells'])}")
