@@ -116,7 +116,11 @@ def load_record(path: str) -> dict:
         for entry in [*record["rungs"].values(), record["control"]]:
             if not entry.get("source"):
                 raise ValueError("an entry without its source")
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            for recorded in entry.get("recorded", []):
+                if not recorded.get("source") or not recorded["cells"] or \
+                        not set(recorded["cells"]) <= set(CELL_NAMES):
+                    raise ValueError(f"a recorded item without its source or its cells: {recorded}")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # ValueError: JSON too
         raise ValueError(f"not a ladder record ({e})") from None
     return record
 

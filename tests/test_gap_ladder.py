@@ -1,5 +1,6 @@
 """The GaP ladder's commands (scripts/gap_ladder.py): the paper's proportions at every rung, each C-GaP
 step going on from the one before, the control on the study's schedule; and how a step continues."""
+import json
 import os
 import sys
 
@@ -241,6 +242,12 @@ def test_a_record_that_is_not_one_stops_the_ladder_before_it_starts(tmp_path):
     import gap_ladder_report
 
     bad = tmp_path / "bad.json"
+    for broken in ({"source": "s", "recorded": [{"cells": ["dense"]}]},
+                   {"source": "s", "recorded": [{"source": "s", "cells": ["dense", "bleu"]}]},
+                   {"source": "s", "recorded": [{"source": "s"}]}):
+        bad.write_text(json.dumps({"rungs": {"750": broken}, "control": {"source": "s"}}))
+        with pytest.raises(ValueError, match="not a ladder record"):
+            gap_ladder_report.load_record(str(bad))
     bad.write_text('{"rungs": {"750": {"dense": [1, 2]}}}')
     with pytest.raises(ValueError, match="not a ladder record"):
         gap_ladder_report.load_record(str(bad))
