@@ -1,14 +1,11 @@
 """fairseq_partitioned: ATS (alternating training) and GaP (grow-and-prune) as a fairseq plugin.
 
 Importing the package registers its task, optimizer and learning-rate scheduler with fairseq
-(``--user-dir fairseq_partitioned``), and has an error of the user's printed as one line (``errors.py``).
+(``--user-dir fairseq_partitioned``), the one type beyond tensors and plain values that fairseq's and
+the plugin's checkpoints hold with torch's weights-only loading (``checkpoints.SAFE_TYPES``), and has an
+error of the user's printed as one line (``errors.py``).
 """
-import os
+from . import checkpoints, errors, optim, tasks  # noqa: F401
 
-# torch >= 2.6 loads with weights_only=True, which fairseq's checkpoints (they hold configs) fail;
-# torch reads this variable at every load. Respect a value the user set.
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-
-from . import errors, optim, tasks  # noqa: E402,F401
-
+checkpoints.register_safe_types()  # checkpoints load with torch's weights-only guard on (checkpoints.py)
 errors.install_excepthook()  # fairseq-train/-generate show a UsageError as its one line (errors.py)

@@ -14,11 +14,12 @@ plugin's own state is in ``task_state``:
 Checkpoints of version 0.1 kept GaP's schedule position on the layers (``<layer>._extra_state``);
 ``gap_state`` reads it from there.
 """
+import argparse
 import contextlib
 import logging
 import os
+import pickle
 import re
-import warnings
 from dataclasses import fields
 from typing import Dict, List, Optional, Tuple
 
@@ -28,7 +29,7 @@ from fairseq.tasks.translation import TranslationConfig
 from omegaconf import OmegaConf, open_dict
 
 from .config import TASK_NAME, config_value
-from .errors import MissingCheckpoint, UnreadableCheckpoint, UsageError
+from .errors import MissingCheckpoint, UnreadableCheckpoint, UntrustedCheckpoint, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,18 @@ ADAM_FIELDS = ("adam_betas", "adam_eps", "weight_decay", "use_old_adam", "fp16_a
 
 
 # ------------------------------------------------------------------------------------ files
+
+# Checkpoints are data from strangers: every load, the plugin's and fairseq's, is torch's weights-only
+# unpickler (the default since torch 2.6), which builds tensors and plain values and nothing else. The one
+# other type fairseq's and this plugin's checkpoints hold is the training command's namespace
+# (``cfg["model"]`` of a fairseq-train run): allowed by name, once, when the plugin is imported.
+SAFE_TYPES = (argparse.Namespace,)
+TRUST_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"  # torch's own opt-out: the user's to set, never ours
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
+
+
+def register_safe_types():
+    torch.serialization.add_safe_globals(list(SAFE_TYPES))
 
 
 def load(path: str) -> dict:
@@ -52,9 +65,9 @@ def load_lazily(path: str) -> dict:
     _check_exists(path)
     with _reading(path):
         try:
-            return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+            return torch.load(path, map_location="cpu", mmap=True)
         except (RuntimeError, ValueError, OSError):  # not a zip-format file (or cannot be mapped): load it whole
-            return torch.load(path, map_location="cpu", weights_only=False)
+            return torch.load(path, map_location="cpu")
 
 
 def _check_exists(path: str):
@@ -65,18 +78,37 @@ def _check_exists(path: str):
 @contextlib.contextmanager
 def _reading(path: str):
     """A file torch cannot read is one line naming it. A cut-short file fails with RuntimeError, an empty
-    one with EOFError, another file with an unpickling or key error: whatever torch raises is the reason."""
-    with warnings.catch_warnings():
-        # we set TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD (__init__.py): torch warns about it at every load
-        warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-        try:
-            yield
-        except Exception as e:
-            first_sentence = (str(e).splitlines() or [""])[0].split(". ")[0]
-            raise UnreadableCheckpoint.at(path, f"{type(e).__name__}: {first_sentence[:160]}") from e
+    one with EOFError, another file with an unpickling or key error: whatever torch raises is the reason.
+    A file that asks the weights-only unpickler for a type it does not build is refused as untrusted."""
+    try:
+        yield
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise UnreadableCheckpoint.at(path, f"UnpicklingError: {_first_sentence(e)}") from e
+        raise untrusted(path, e) from None
+    except Exception as e:
+        raise UnreadableCheckpoint.at(path, f"{type(e).__name__}: {_first_sentence(e)}") from e
+
+
+def untrusted(path: str, error: Exception) -> UntrustedCheckpoint:
+    """The one line for a checkpoint torch's weights-only unpickler refused (``error``)."""
+    found = _UNSAFE_GLOBAL.search(str(error))
+    what = found.group(1) if found else "an object"
+    return UntrustedCheckpoint(
+        f"refused to load checkpoint {path}: it asks for {what}, beyond the tensors and plain values of a "
+        f"checkpoint (loading it could run code). If you trust this file, run the command with "
+        f"{TRUST_VARIABLE}=1 (torch's own switch; docs/deploy.md)")
+
+
+def _first_sentence(error: Exception) -> str:
+    return (str(error).splitlines() or [""])[0].split(". ")[0][:160]
 
 
 def save(state: dict, path: str):
+    """Write ``state`` as fairseq's trainer writes a checkpoint: its config as plain containers (not the
+    OmegaConf objects ``load`` gives, which torch's weights-only loading refuses, at several times the size)."""
+    if OmegaConf.is_config(state.get("cfg")):
+        state["cfg"] = OmegaConf.to_container(state["cfg"], resolve=True, enum_to_str=True)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     checkpoint_utils.torch_persistent_save(state, path)
 

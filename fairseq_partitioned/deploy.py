@@ -1,10 +1,13 @@
 """What a deployed model is: a plain fairseq Transformer, and its CTranslate2 conversion.
 
 A deployment engine rebuilds a fairseq checkpoint from its configuration: CTranslate2's
-``FairseqConverter`` reads ``checkpoint["cfg"]["model"]`` (the argparse namespace of the training
-command), sets up the task it names and builds the model ``--arch`` names. So an export must be a plain
-fairseq Transformer in every field, the namespace included: fairseq's ``translation`` task, ``adam``,
-``inverse_sqrt``, no ``--user-dir`` and none of this plugin's flags.
+``FairseqConverter`` reads ``checkpoint["cfg"]["model"]`` (the training command's flags), sets up the
+task it names and builds the model ``--arch`` names. So an export must be a plain fairseq Transformer in
+every field, those flags included: fairseq's ``translation`` task, ``adam``, ``inverse_sqrt``, no
+``--user-dir`` and none of this plugin's flags. An export holds nothing but tensors and plain values:
+the flags are a dict, not fairseq's argparse namespace, so plain fairseq loads it with torch's
+weights-only guard on and nothing allowed beyond torch's defaults. The converter wants the namespace:
+it reads a temporary copy that has one (``convert_to_ctranslate2``).
 
 Which networks are standard Transformers:
 
@@ -24,6 +27,7 @@ The ``ctranslate2`` package is the plugin's optional extra ``deploy`` (setup.py;
 import argparse
 import math
 import os
+import tempfile
 from dataclasses import fields
 
 import torch
@@ -63,9 +67,9 @@ def as_plain_fairseq(state: dict) -> dict:
     """``state`` as a checkpoint of plain fairseq in every field fairseq or a converter reads.
 
     ``checkpoints.as_plain_translation`` makes the task and optimizer configs fairseq's; here, besides,
-    the learning-rate scheduler config and the training command's namespace (``cfg.model``), and the
-    config is written as fairseq's trainer writes it (plain containers, the namespace as is), so the file
-    holds nothing but tensors, plain values and that namespace.
+    the learning-rate scheduler config and the training command's flags (``cfg.model``, as a dict of
+    them); ``checkpoints.save`` writes the config as plain containers, so the file holds nothing but
+    tensors and plain values.
     """
     checkpoints.as_plain_translation(state)
     cfg = state["cfg"]
@@ -76,15 +80,8 @@ def as_plain_fairseq(state: dict) -> dict:
         with open_dict(cfg):
             cfg.lr_scheduler = OmegaConf.create({**kept, "_name": fairseq_scheduler})
     if isinstance(cfg.get("model"), argparse.Namespace):  # a fairseq-hydra-train config has none
-        cfg.model = plain_namespace(cfg.model)
-    return as_written_by_fairseq(state)
-
-
-def as_written_by_fairseq(state: dict) -> dict:
-    """``state`` with its config as fairseq's trainer writes it: plain containers (the training command's
-    namespace as is), not the OmegaConf objects ``checkpoints.load`` gives (several times their size)."""
-    if OmegaConf.is_config(state["cfg"]):
-        state["cfg"] = OmegaConf.to_container(state["cfg"], resolve=True, enum_to_str=True)
+        cfg.model = vars(plain_namespace(cfg.model))
+    state["args"] = None
     return state
 
 
@@ -210,13 +207,19 @@ def dictionary_dir(state: dict, data: str = None) -> str:
 def convert_to_ctranslate2(plain_checkpoint: str, data: str, output_dir: str, quantization: str = None) -> str:
     """CTranslate2's own FairseqConverter on a plain fairseq checkpoint; returns ``output_dir``.
 
-    The converter loads with ``weights_only=True``; the only object a fairseq checkpoint holds beyond
-    tensors and plain values is the training command's argparse namespace, allowed here by name.
+    The converter sets attributes on ``cfg["model"]``, so it reads a temporary copy of the checkpoint
+    whose flags are fairseq's argparse namespace (it loads with ``weights_only=True``: the plugin allows
+    the namespace, ``checkpoints.SAFE_TYPES``); the export itself keeps them as a dict.
     """
     require_ctranslate2()
     check_quantization(quantization)
     check_output_dir(output_dir)
     from ctranslate2.converters import FairseqConverter
 
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return FairseqConverter(plain_checkpoint, data).convert(output_dir, quantization=quantization, force=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = checkpoints.load_lazily(plain_checkpoint)
+        if isinstance(state["cfg"].get("model"), dict):
+            state["cfg"]["model"] = argparse.Namespace(**state["cfg"]["model"])
+        with_namespace = os.path.join(tmp, "with-namespace.pt")
+        checkpoints.save(state, with_namespace)
+        return FairseqConverter(with_namespace, data).convert(output_dir, quantization=quantization, force=True)

@@ -35,6 +35,10 @@ class UnreadableCheckpoint(UsageError):
         return error
 
 
+class UntrustedCheckpoint(UsageError):
+    """A checkpoint that holds more than tensors and plain values: torch's weights-only loading refuses it."""
+
+
 def program_name(argv0: str) -> str:
     """``fairseq-train`` for ``.../fairseq_cli/train.py`` (``python -m fairseq_cli.train``), else the
     script's own name."""

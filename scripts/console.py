@@ -23,7 +23,7 @@ logging.getLogger("fairseq.tasks.text_to_speech").setLevel(logging.WARNING)
 # autocast
 KNOWN_WARNINGS = (r"\s*The version_base parameter", r"\s*'config' is validated against ConfigStore",
                   r"\s*The strict flag in the compose API", "Support for mismatched key_padding_mask",
-                  "Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "hydra.experimental.",
+                  "hydra.experimental.",
                   "In 'config': Usage of deprecated keyword in package header", "'pin_memory' argument is set as true",
                   r"`torch.cuda.amp.autocast\(args...\)` is deprecated")
 

@@ -7,6 +7,8 @@ import contextlib
 import io
 import os
 import random
+import subprocess
+import sys
 from typing import List, Optional
 
 import torch
@@ -109,7 +111,26 @@ def hypotheses(generate_output: str) -> List[str]:
 
 
 def load_checkpoint(path: str) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """A checkpoint, loaded as every load of the plugin's is: torch's weights-only guard on, nothing
+    allowed beyond torch's defaults but what the plugin registers (``checkpoints.SAFE_TYPES``)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def without_plugin_environment() -> dict:
+    """The environment of a command a user runs without the plugin: nothing the plugin (or a user's
+    shell) may have set for torch's loading."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TORCH_FORCE")}
+
+
+def plain_fairseq_generate(data_dir: str, path: str, flags: List[str]) -> str:
+    """fairseq-generate as a user runs it on an export: its own process, no --user-dir, no plugin
+    environment; returns what it printed (raises, with its output, if it fails)."""
+    argv = [sys.executable, "-m", "fairseq_cli.generate", data_dir, "--path", path, "--task", "translation",
+            "--batch-size", "8", "--num-workers", "0", "--cpu", "--gen-subset", "valid", *flags]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=without_plugin_environment(),
+                            cwd=os.path.dirname(path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def assert_same_training_state(a: dict, b: dict):

@@ -30,10 +30,10 @@ def _last(save_dir):
     return h.load_checkpoint(os.path.join(save_dir, "checkpoint_last.pt"))
 
 
-def _fairseq(module, argv):
+def _fairseq(module, argv, env=None):
     """A fairseq console script (``fairseq_cli.MODULE``) as a user runs it: its own process."""
     return subprocess.run([sys.executable, "-m", f"fairseq_cli.{module}", *argv], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+                          timeout=300, env=dict(h.without_plugin_environment(), OMP_NUM_THREADS="1", **(env or {})))
 
 
 def _assert_one_line(result, prog, *fragments):
@@ -125,6 +125,89 @@ def test_a_missing_restore_file_is_an_error_not_a_run_from_scratch(data_dir, tmp
     with pytest.raises(FileNotFoundError, match=f"--restore-file {missing}: no such checkpoint"):
         h.train_translation_model(data_dir, ["--restore-file", missing], save_dir=str(tmp_path))
     assert not os.path.exists(tmp_path / "checkpoint_last.pt")
+
+
+# ------------------------------------------------------------ checkpoints are data, not code
+
+
+class _Payload:
+    """What a crafted checkpoint holds: unpickled, it creates the file ``marker`` (``open(marker, "w")``)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.fixture()
+def crafted(trained, tmp_path):
+    """A real ATS checkpoint with the payload in its extra state, and the marker it would create."""
+    state = h.load_checkpoint(trained["ats"])
+    marker = str(tmp_path / "the-payload-ran")
+    state["extra_state"]["payload"] = _Payload(marker)
+    path = str(tmp_path / "crafted.pt")
+    torch.save(state, path)
+    return path, marker
+
+
+REFUSED = "refused to load checkpoint {}: it asks for io.open, beyond the tensors and plain values"
+
+
+def test_a_crafted_checkpoint_runs_its_code_only_with_torch_s_own_opt_out(data_dir, crafted):
+    """The payload is live (the guard is what stops it): fairseq-generate with the plugin and the documented
+    opt-out, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, runs it."""
+    path, marker = crafted
+    _fairseq("generate", [data_dir, "--user-dir", h.PLUGIN_DIR, "--task", "translation_with_partitioned_model",
+                          "--path", path, "--cpu", "--num-workers", "0", "--max-len-b", "5"],
+             env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
+    assert os.path.exists(marker)
+
+
+def test_fairseq_generate_and_train_with_the_plugin_refuse_a_crafted_checkpoint(data_dir, crafted, tmp_path):
+    path, marker = crafted
+    generate = _fairseq("generate", [data_dir, "--user-dir", h.PLUGIN_DIR, "--task", "translation_with_partitioned_model",
+                                     "--path", path, "--cpu", "--num-workers", "0"])
+    _assert_one_line(generate, "fairseq-generate", REFUSED.format(path), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1")
+    train = _fairseq("train", h.train_args(data_dir, ["--alternate", "--restore-file", path], save_dir=str(tmp_path / "t")))
+    _assert_one_line(train, "fairseq-train", REFUSED.format(path))
+    resume = str(tmp_path / "resume")
+    os.makedirs(resume)
+    shutil.copy(path, os.path.join(resume, "checkpoint_last.pt"))
+    train = _fairseq("train", h.train_args(data_dir, ["--alternate"], save_dir=resume))
+    _assert_one_line(train, "fairseq-train", REFUSED.format(os.path.join(resume, "checkpoint_last.pt")))
+    assert not os.path.exists(marker)
+
+
+def test_every_console_script_refuses_a_crafted_checkpoint(data_dir, crafted, tmp_path):
+    path, marker = crafted
+    out = str(tmp_path / "out.pt")
+    for prog, main, argv in (("export", export_main, [path, "--level", "full", "--output", out]),
+                             ("export", export_main, [path, "--level", "full", "--ctranslate2", str(tmp_path / "ct2")]),
+                             ("prune", prune_main, [path, "--sparsity", "0.5", "--output", out]),
+                             ("report", report_main, [path])):
+        message = _exit_message(main, argv)
+        assert message.startswith(f"fairseq-partitioned-{prog}: error: {REFUSED.format(path)}") and "\n" not in message
+    save = str(tmp_path / "pgap")
+    worker = _worker_last(save, 0)
+    os.makedirs(os.path.dirname(worker))
+    shutil.copy(path, worker)
+    message = _exit_message(pgap_main, ["--save-dir", save, "--rounds", "1", "--step-epochs", "1", "--combine-round",
+                                        "0", "--", "--user-dir", h.PLUGIN_DIR, data_dir, *PGAP])
+    assert message.startswith(f"fairseq-partitioned-pgap: error: {REFUSED.format(worker)}"), message
+    assert not os.path.exists(marker) and not os.path.exists(out)
+
+
+def test_the_plugin_allows_one_type_beyond_torch_s_defaults_and_sets_nothing_for_the_process():
+    """Imported in a process of its own: torch's weights-only guard stays on, the namespace of a training
+    command is the one type allowed, and the plugin sets no environment variable."""
+    code = ("import os, torch, fairseq; env, allowed = dict(os.environ), torch.serialization.get_safe_globals(); "
+            "import fairseq_partitioned; "
+            "print([f'{t.__module__}.{t.__qualname__}' for t in torch.serialization.get_safe_globals() "
+            "if t not in allowed]); print(sorted(set(os.environ.items()) ^ set(env.items())))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=os.path.dirname(h.PLUGIN_DIR), env=h.without_plugin_environment())
+    assert result.stdout.split("\n")[:2] == ["['argparse.Namespace']", "[]"], result.stderr[-2000:]
 
 
 # --------------------------------------------------------------------- P-GaP: a killed worker

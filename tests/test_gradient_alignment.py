@@ -61,8 +61,8 @@ def test_measuring_does_not_change_training(tmp_path):
     flags = ["--alternate", "--max-update", "5", "--max-epoch", "10", "--update-freq", "2"]
     h.train_translation_model(data, flags, save_dir=str(tmp_path / "off"))
     h.train_translation_model(data, flags + ["--gradient-alignment-interval", "1"], save_dir=str(tmp_path / "on"))
-    off = torch.load(str(tmp_path / "off" / "checkpoint_last.pt"), weights_only=False)
-    on = torch.load(str(tmp_path / "on" / "checkpoint_last.pt"), weights_only=False)
+    off = h.load_checkpoint(str(tmp_path / "off" / "checkpoint_last.pt"))
+    on = h.load_checkpoint(str(tmp_path / "on" / "checkpoint_last.pt"))
     for k, v in off["model"].items():
         assert torch.equal(v, on["model"][k]), k
     for i, st in off["last_optimizer_state"]["state"].items():

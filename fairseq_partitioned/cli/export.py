@@ -24,7 +24,6 @@ import logging
 import os
 import sys
 import tempfile
-import warnings
 from typing import Tuple
 
 import torch
@@ -121,7 +120,6 @@ def export(path: str, level: str, output: str, sparse_output: str = None) -> dic
             state["cfg"].task.max_level = 1
             state["cfg"].task.alternate = False
         state["task_state"] = task.state_dict()
-        deploy.as_written_by_fairseq(state)
     state["model"] = model.state_dict()
     checkpoints.save(state, output)
     return {
@@ -244,8 +242,6 @@ def cli_main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().setLevel(logging.WARNING)  # fairseq's text_to_speech module set it to INFO on import
-    # the plugin lets fairseq load its checkpoints (which hold configs) with weights_only=False, and torch says so
-    warnings.filterwarnings("ignore", message="Environment variable TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
     try:
         if not (args.output or args.ctranslate2):
             raise ValueError("--output is required (optional only with --ctranslate2 DIR)")
