@@ -1,8 +1,8 @@
 """fairseq_partitioned: ATS (alternating training) and GaP (grow-and-prune) as a fairseq plugin.
 
 Importing the package registers its task, optimizer and learning-rate scheduler with fairseq
-(``--user-dir fairseq_partitioned``), the one type beyond tensors and plain values that fairseq's and
-the plugin's checkpoints hold with torch's weights-only loading (``checkpoints.SAFE_TYPES``), and has an
+(``--user-dir fairseq_partitioned``), the types beyond tensors and plain values that fairseq's and the
+plugin's checkpoints hold with torch's weights-only loading (``checkpoints.SAFE_TYPES``), and has an
 error of the user's printed as one line (``errors.py``).
 """
 from . import checkpoints, errors, optim, tasks  # noqa: F401

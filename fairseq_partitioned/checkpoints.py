@@ -23,12 +23,18 @@ import re
 from dataclasses import fields
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from fairseq import checkpoint_utils
 from fairseq.tasks.translation import TranslationConfig
 from omegaconf import OmegaConf, open_dict
 
 from .config import TASK_NAME, config_value
+
+try:  # numpy >= 2
+    from numpy._core import multiarray as np_multiarray
+except ImportError:  # numpy < 2
+    from numpy.core import multiarray as np_multiarray
 from .errors import MissingCheckpoint, UnreadableCheckpoint, UntrustedCheckpoint, UsageError
 
 logger = logging.getLogger(__name__)
@@ -41,16 +47,22 @@ ADAM_FIELDS = ("adam_betas", "adam_eps", "weight_decay", "use_old_adam", "fp16_a
 # ------------------------------------------------------------------------------------ files
 
 # Checkpoints are data from strangers: every load, the plugin's and fairseq's, is torch's weights-only
-# unpickler (the default since torch 2.6), which builds tensors and plain values and nothing else. The one
-# other type fairseq's and this plugin's checkpoints hold is the training command's namespace
-# (``cfg["model"]`` of a fairseq-train run): allowed by name, once, when the plugin is imported.
-SAFE_TYPES = (argparse.Namespace,)
+# unpickler (the default since torch 2.6), which builds tensors and plain values and nothing else. Beyond
+# those, fairseq's and this plugin's checkpoints hold the training command's namespace (``cfg["model"]`` of
+# a fairseq-train run) and numpy arrays (fairseq's meters, e.g. --eval-bleu's n-gram counts, in
+# ``extra_state["metrics"]``): these types are allowed by name, once, when the plugin is imported. An array
+# of numbers only: its numeric dtypes are allowed, not the object dtype (whose items would need their own).
+NUMERIC_DTYPES = tuple(type(np.dtype(code)) for code in "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"])
+SAFE_TYPES = (argparse.Namespace, np.ndarray, np.dtype, np_multiarray._reconstruct, np_multiarray.scalar,
+              *NUMERIC_DTYPES)
 TRUST_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"  # torch's own opt-out: the user's to set, never ours
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL (\S+) was not an allowed global")
 
 
 def register_safe_types():
-    torch.serialization.add_safe_globals(list(SAFE_TYPES))
+    # numpy < 2 wrote the array's functions under numpy.core: the same functions, by the name a file has
+    legacy = [(f, f"numpy.core.multiarray.{f.__name__}") for f in (np_multiarray._reconstruct, np_multiarray.scalar)]
+    torch.serialization.add_safe_globals([*dict.fromkeys(SAFE_TYPES), *legacy])
 
 
 def load(path: str) -> dict:
@@ -366,6 +378,8 @@ def as_plain_translation(state: dict) -> dict:
         cfg.common.user_dir = None
     state["task_state"] = {k: v for k, v in task_state(state).items() if k not in PLUGIN_KEYS}
     state.pop("last_optimizer_state", None)  # per-parameter state of another model: does not apply
+    # the training's meters (numpy arrays among them, which plain torch does not load by default)
+    (state.get("extra_state") or {}).pop("metrics", None)
     return state
 
 

@@ -198,16 +198,26 @@ def test_every_console_script_refuses_a_crafted_checkpoint(data_dir, crafted, tm
     assert not os.path.exists(marker) and not os.path.exists(out)
 
 
-def test_the_plugin_allows_one_type_beyond_torch_s_defaults_and_sets_nothing_for_the_process():
-    """Imported in a process of its own: torch's weights-only guard stays on, the namespace of a training
-    command is the one type allowed, and the plugin sets no environment variable."""
+def test_the_plugin_allows_the_checkpoints_types_by_name_and_sets_nothing_for_the_process():
+    """Imported in a process of its own: torch's weights-only guard stays on, the types allowed are the
+    training command's namespace and numpy's arrays (fairseq's meters; numpy < 2's names too), and the
+    plugin sets no environment variable."""
     code = ("import os, torch, fairseq; env, allowed = dict(os.environ), torch.serialization.get_safe_globals(); "
             "import fairseq_partitioned; "
-            "print([f'{t.__module__}.{t.__qualname__}' for t in torch.serialization.get_safe_globals() "
-            "if t not in allowed]); print(sorted(set(os.environ.items()) ^ set(env.items())))")
+            "name = lambda t: t[1] if isinstance(t, tuple) else f'{t.__module__}.{t.__qualname__}'; "
+            "print(sorted(name(t) for t in torch.serialization.get_safe_globals() if t not in allowed)); "
+            "print(sorted(set(os.environ.items()) ^ set(env.items())))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             cwd=os.path.dirname(h.PLUGIN_DIR), env=h.without_plugin_environment())
-    assert result.stdout.split("\n")[:2] == ["['argparse.Namespace']", "[]"], result.stderr[-2000:]
+    allowed, environment = result.stdout.split("\n")[:2]
+    numpy = ["numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar", "numpy.dtype", "numpy.ndarray",
+             "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar"]
+    dtypes = [f"numpy.dtypes.{n}DType" for n in ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32",
+                                                 "UInt64", "Float16", "Float32", "Float64", "LongDouble", "Complex64",
+                                                 "Complex128", "CLongDouble", "Long", "ULong", "LongLong", "ULongLong")]
+    names = eval(allowed)  # noqa: S307  (our own print of a list of strings)
+    assert set(names) <= {"argparse.Namespace", *numpy, *dtypes} and {"argparse.Namespace", *numpy} <= set(names), names
+    assert "numpy.dtypes.ObjectDType" not in names and environment == "[]", result.stderr[-2000:]
 
 
 # --------------------------------------------------------------------- P-GaP: a killed worker
