@@ -19,6 +19,9 @@ Which networks are standard Transformers:
   heads) holds that as q/k rows of zeros, which add nothing to q . k. fairseq scales q . k by
   1 / sqrt(head_dim), which is the core's default scale; with ``--core-attention-scale core`` the core
   scales by 1 / sqrt(its own width) instead, and that factor sqrt(head_dim / n) is folded into q.
+- the core of a depth model (``--core-decoder-layers K``): the Transformer with the first K decoder
+  layers, the same final layer norm and output projection: the full network's tensors, the layers from
+  K on left out, and ``--decoder-layers K``;
 - not the core of a low-rank model (``PartitionedRankLinear``): no engine has a factorized linear, and
   the merged V U has the full network's shapes and speed.
 
@@ -40,7 +43,7 @@ from torch import nn
 
 from . import checkpoints
 from .config import TASK_NAME
-from .modules import LevelledModule, PartitionedLinear
+from .modules import LevelledModule, PartitionedDecoderLayers, PartitionedLinear, PartitionedRankLinear
 from .optim.adam_for_partitioned_model import OPTIMIZER_NAME, AdamForPartitionedModelConfig
 from .optim.gap_inverse_sqrt import GapInverseSqrtConfig
 from .tasks.translation_with_partitioned_model import TranslationWithPartitionedModelConfig
@@ -106,8 +109,23 @@ def _field_names(dataclass) -> set:
 def check_convertible(state: dict, level: str):
     """Raise (one line) if the ``level`` network of this checkpoint is no standard Transformer."""
     partition = checkpoints.task_state(state).get("partition") or {}
-    if level == "core" and partition.get("module_name", PartitionedLinear.__name__) != PartitionedLinear.__name__:
+    if level == "core" and partition.get("module_name") == PartitionedRankLinear.__name__:
         raise ValueError(LOW_RANK_REFUSAL)
+
+
+# ------------------------------------------------------------------------------ shallow core
+def to_shallow_transformer(model: nn.Module, cfg_model):
+    """Replace, in place, the decoder's layers of a depth model built at level 1 (its core: the first K
+    layers) by the plain list of them, and set the decoder's depth in ``cfg_model`` (the training
+    command's namespace, or a model config) to K."""
+    layers = model.decoder.layers
+    if not isinstance(layers, PartitionedDecoderLayers) or layers.built_levels != 1:
+        raise ValueError("to_shallow_transformer: build the depth model at level 1 (its core)")
+    model.decoder.layers = nn.ModuleList(layers.built())
+    if OmegaConf.is_config(cfg_model) and "decoder" in cfg_model:  # a fairseq-hydra-train model config
+        cfg_model.decoder.layers = len(layers)
+    else:
+        cfg_model.decoder_layers = len(layers)
 
 
 def to_narrow_transformer(model: nn.Module, cfg_model) -> int:

@@ -26,14 +26,15 @@ TRAININGS = {  # name -> (task, flags): every kind of network the plugin trains,
     "ats-width": (None, ["--alternate", *WIDTH, "--max-epoch", "3"]),
     "ats-width-core-scale": (None, ["--alternate", *WIDTH, "--core-attention-scale", "core", "--max-epoch", "3"]),
     "ats-rank": (None, ["--alternate", "--partitioned-linear-module-name", "PartitionedRankLinear", "--max-epoch", "3"]),
+    "ats-depth": (None, ["--alternate", "--core-decoder-layers", "1", "--max-epoch", "3"]),
     # C-GaP with its own learning-rate scheduler: the export must name fairseq's instead
     "cgap": (None, ["--alternate", "--gap-sparsity", "0.75", "--gap-steps", "2", "--gap-step-epochs", "1",
                     "--lr-scheduler", "gap_inverse_sqrt", "--max-epoch", "0"]),
 }
 CONVERTIBLE = [("standard", "full"), ("ats-width", "full"), ("ats-width", "core"), ("ats-width-core-scale", "core"),
-               ("ats-rank", "full"), ("cgap", "full")]
+               ("ats-rank", "full"), ("ats-depth", "full"), ("ats-depth", "core"), ("cgap", "full")]
 PLUGIN_FLAGS = ("alternate", "small_ratio", "partitioned_linear_module_name", "max_level", "gap_sparsity",
-                "gap_steps", "gap_step_epochs", "core_attention_scale", "low_rank_init")  # a few of them
+                "gap_steps", "gap_step_epochs", "core_attention_scale", "low_rank_init", "core_decoder_layers")  # a few
 
 
 @pytest.fixture(scope="module")

@@ -307,7 +307,7 @@ def test_c10d_wrapper_with_find_unused_parameters_gives_the_unwrapped_gradients(
     (["--alternate", "--core-distill", "0.5", "--core-distill-start", "-1"],
      "--core-distill-start must be >= 0, got -1"),
     (["--core-distill", "0.5"], "--core-distill distils the full network into the core on the core updates of "
-                                "--alternate: add --alternate"),
+                                "--alternate, or at every update with --core-loss-weight: add one of them"),
     (["--alternate", "--max-level", "1", "--core-distill", "0.5"],
      "--core-distill needs the full network as its teacher: drop --max-level 1"),
     (["--max-level", "1", "--core-distill", "0.5"], "--core-distill needs the full network as its teacher"),

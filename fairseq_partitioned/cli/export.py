@@ -7,8 +7,9 @@
     fairseq-partitioned-export CKPT --level core --output OUT.pt
         small-width kind (PartitionedLinear): the core as a standard, narrow fairseq Transformer (FFN of
         the core's width, q/k heads padded with zero rows; fairseq_partitioned/deploy.py), loaded by plain
-        fairseq-generate. Low-rank kind: the checkpoint with the extension weights removed (level 1
-        only); load it with the plugin.
+        fairseq-generate. Depth kind (--core-decoder-layers K): a standard Transformer with the first K
+        decoder layers, loaded by plain fairseq-generate. Low-rank kind: the checkpoint with the extension
+        weights removed (level 1 only); load it with the plugin.
     fairseq-partitioned-export GAP_CKPT --level full --output OUT.pt [--sparse-output OUT.sparse.pt]
         a GaP checkpoint as a standard fairseq checkpoint, zeros in place; optionally also the weights in
         compressed sparse form, with its size.
@@ -34,7 +35,7 @@ from torch import nn
 
 from .. import checkpoints, deploy
 from ..config import TASK_NAME
-from ..modules import LevelledModule, PartitionedLinear
+from ..modules import DEPTH_KIND, LevelledModule, PartitionedDecoderLayers, PartitionedLinear
 from ..pruning import PruningSpec
 from ..pruning.granularity import unit_width
 from ..tasks.translation_with_partitioned_model import (
@@ -78,10 +79,13 @@ def _stand_in_dictionary(size: int) -> Dictionary:
 
 
 def to_standard_transformer(model: nn.Module) -> nn.Module:
-    """Replace, in place, every partitioned layer by the nn.Linear of its full network."""
+    """Replace, in place, every partitioned layer by the nn.Linear of its full network (the decoder's
+    layers of a depth core by the plain list of them)."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, LevelledModule):
+            if isinstance(child, PartitionedDecoderLayers):
+                setattr(parent, name, nn.ModuleList(child.built()))
+            elif isinstance(child, LevelledModule):
                 linear = nn.Linear(child.in_features, child.out_features, bias=child.merged_bias() is not None)
                 with torch.no_grad():
                     linear.weight.copy_(child.merged_weight())
@@ -113,6 +117,10 @@ def export(path: str, level: str, output: str, sparse_output: str = None) -> dic
     elif spec.module_name == PartitionedLinear.__name__:
         # a small-width core is a narrow standard Transformer (fairseq_partitioned/deploy.py)
         report["zeros"] = deploy.to_narrow_transformer(model, state["cfg"].model)
+        deploy.as_plain_fairseq(state)
+    elif spec.module_name == DEPTH_KIND:
+        # a depth core is a standard Transformer with K decoder layers (fairseq_partitioned/deploy.py)
+        deploy.to_shallow_transformer(model, state["cfg"].model)
         deploy.as_plain_fairseq(state)
     else:
         state.pop("last_optimizer_state", None)  # per-parameter state of the training model

@@ -10,6 +10,12 @@ update leaves the extension, and its optimizer state, untouched. ``--alternate-l
 learning rate of the updates below the top level. Validation reports the loss of every level.
 ``--core-distill`` adds in-place distillation from the top level to the updates below it
 (``distillation.py``).
+
+The core's kind is chosen here, once (``PartitionSpec``): low-rank or small-width
+(``--partitioned-linear-module-name``, ``--small-ratio``), or the first K layers of the decoder
+(``--core-decoder-layers K``). A depth core can also be trained from every update instead of in turns
+(``--core-loss-weight w``, ``early_exit.py``): every update is then at the top level, its update mask
+every parameter, and its criterion adds the core's loss, read from the same forward.
 """
 import logging
 import math
@@ -20,10 +26,11 @@ import torch
 
 from ..checkpoints import gap_state, masks as checkpoint_masks
 from ..errors import UsageError
-from ..modules import PartitionSpec, parameter_counts, partition_model, partitioned_modules, set_level
+from ..modules import DEPTH_KIND, PartitionSpec, parameter_counts, partition_model, partitioned_modules, set_level
 from ..schedules import level_for_update
 from .base import TrainingMethod
 from .distillation import CoreDistillation, check_teacher, reduce_distill_metrics
+from .early_exit import EarlyExitCriterion, check_both_networks, check_early_exit_config
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +52,13 @@ def level_name(level: int) -> str:
     return "core" if level == 1 else f"level{level}"
 
 
+def check_depth_config(cfg):
+    """--core-decoder-layers K chooses the depth core (K's upper bound is the model's: partition_model);
+    the low-rank and small-width cores' flags beside it are tasks/checks.py's errors."""
+    if cfg.core_decoder_layers < 0:
+        raise UsageError(f"--core-decoder-layers must be >= 1 (0 = no depth core), got {cfg.core_decoder_layers}")
+
+
 class AlternatingTraining(TrainingMethod):
     name = "ats"
 
@@ -59,6 +73,8 @@ class AlternatingTraining(TrainingMethod):
             raise UsageError(f"--alternate-lr-coef must be > 0, got {cfg.alternate_lr_coef}")
         if cfg.gradient_alignment_interval > 0 and cfg.max_level == 1:
             raise UsageError("--gradient-alignment-interval compares the full network with the core: drop --max-level 1")
+        check_depth_config(cfg)
+        check_early_exit_config(cfg)
         self.spec: Optional[PartitionSpec] = None  # of the model built last
         self.counts: Dict[str, int] = {}
         self._checkpoint_spec: Optional[PartitionSpec] = None  # of the checkpoint being evaluated (None: a plain one)
@@ -74,8 +90,11 @@ class AlternatingTraining(TrainingMethod):
     # ------------------------------------------------------------------------------ build
     def _spec_for_build(self, from_checkpoint: bool) -> PartitionSpec:
         cfg = self.cfg
-        ours = PartitionSpec(str(cfg.partitioned_linear_module_name), self.small_ratios, len(self.small_ratios) + 1,
-                             str(cfg.low_rank_init), str(cfg.core_attention_scale))
+        if cfg.core_decoder_layers:
+            ours = PartitionSpec.depth(cfg.core_decoder_layers)
+        else:
+            ours = PartitionSpec(str(cfg.partitioned_linear_module_name), self.small_ratios, len(self.small_ratios) + 1,
+                                 str(cfg.low_rank_init), str(cfg.core_attention_scale))
         if from_checkpoint and self._checkpoint_spec is not None:
             saved = self._checkpoint_spec
             if saved != replace(ours, built_levels=saved.built_levels):
@@ -83,7 +102,9 @@ class AlternatingTraining(TrainingMethod):
             ours = saved
         top = ours.built_levels if cfg.max_level is None else cfg.max_level
         if not from_checkpoint and top > ours.num_levels:
-            raise UsageError(f"--max-level must be in 1..{ours.num_levels} for --small-ratio {cfg.small_ratio}, got {top}")
+            kind = (f"--core-decoder-layers {ours.core_decoder_layers}" if ours.module_name == DEPTH_KIND
+                    else f"--small-ratio {cfg.small_ratio}")
+            raise UsageError(f"--max-level must be in 1..{ours.num_levels} for {kind}, got {top}")
         if top > ours.num_levels:
             raise UsageError(f"--max-level {top}: the checkpoint has levels 1..{ours.num_levels} (1 = the core, "
                              f"{ours.num_levels} = the full network); use --max-level 1..{ours.num_levels}")
@@ -119,6 +140,7 @@ class AlternatingTraining(TrainingMethod):
             return self._as_plain_transformer(model)
         if not from_checkpoint:  # a training run
             check_teacher(self.cfg)
+            check_both_networks(self.cfg)
         spec = self._spec_for_build(from_checkpoint)
         partition_model(model, spec)
         self.spec = spec
@@ -171,7 +193,11 @@ class AlternatingTraining(TrainingMethod):
         return self.cfg.alternate_lr_coef if self.level(update_num) < self.top_level else 1.0
 
     def training_criterion(self, model, criterion, update_num):
-        """An update below the top level, once distillation is on, learns from the top level too."""
+        """An update below the top level, once distillation is on, learns from the top level too. With
+        --core-loss-weight every update is at the top level and adds the core's loss (early_exit.py)."""
+        if self.cfg.core_loss_weight > 0:
+            return EarlyExitCriterion(criterion, self.cfg.core_loss_weight, self.spec.core_decoder_layers, self.distill,
+                                      self.distill.active(update_num))
         level = self.level(update_num)
         if level == self.top_level or not self.distill.active(update_num):
             return criterion

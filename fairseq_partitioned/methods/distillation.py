@@ -62,7 +62,7 @@ def check_distill_config(cfg):
         return
     if is_gap(cfg):
         raise UsageError("--core-distill distils an ATS core, GaP has none: drop --core-distill or --gap-sparsity")
-    if cfg.alternate:  # a training run: evaluation and export drop --alternate
+    if cfg.alternate or cfg.core_loss_weight > 0:  # a training run: evaluation and export drop --alternate
         check_teacher(cfg)
 
 
@@ -74,9 +74,9 @@ def check_teacher(cfg):
         return
     if cfg.max_level == 1:
         raise UsageError("--core-distill needs the full network as its teacher: drop --max-level 1")
-    if not cfg.alternate:
+    if not (cfg.alternate or cfg.core_loss_weight > 0):
         raise UsageError("--core-distill distils the full network into the core on the core updates of "
-                         "--alternate: add --alternate")
+                         "--alternate, or at every update with --core-loss-weight: add one of them")
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,26 @@ class CoreDistillation:
     def criterion(self, criterion, set_teacher: Callable[[], None], set_student: Callable[[], None]):
         """``criterion`` with the distillation term; ``set_teacher``/``set_student`` set the model's level."""
         return DistillingCriterion(self, criterion, set_teacher, set_student)
+
+    def targets(self, teacher_logits: torch.Tensor, criterion) -> torch.Tensor:
+        """softmax(z_top / T) over the target positions ``criterion`` scores (no gradient through it)."""
+        return F.softmax(_scored(teacher_logits.detach(), criterion).float() / self.temperature, dim=-1)
+
+    def soft_loss(self, logits: torch.Tensor, targets: torch.Tensor, sample, criterion) -> torch.Tensor:
+        """sum over non-padding target tokens of CE(targets, log_softmax(logits / T))."""
+        lprobs = F.log_softmax(_scored(logits, criterion).float() / self.temperature, dim=-1)  # (B, T, V)
+        keep = _scored(sample["target"], criterion).ne(criterion.padding_idx)  # (B, T)
+        return -(targets * lprobs).sum(-1).masked_select(keep).sum()
+
+    def mix(self, loss: torch.Tensor, soft_loss: torch.Tensor) -> torch.Tensor:
+        """(1 - ALPHA) x the criterion's loss + ALPHA x T^2 x the soft loss."""
+        return (1 - self.alpha) * loss + self.alpha * self.temperature * self.temperature * soft_loss
+
+
+def _scored(x: torch.Tensor, criterion) -> torch.Tensor:
+    """Without the target positions the criterion ignores (``--ignore-prefix-size``)."""
+    n = getattr(criterion, "ignore_prefix_size", 0)
+    return x[:, n:] if n > 0 else x
 
 
 def unwrapped(model: nn.Module) -> nn.Module:
@@ -125,10 +145,9 @@ class DistillingCriterion:
         if len(outputs) != 1:
             raise UsageError("--core-distill needs a criterion with one forward pass per batch, such as "
                              "label_smoothed_cross_entropy")
-        distill = self.distill_loss(outputs[0][0], targets, sample)
-        a, t = self.distill.alpha, self.distill.temperature
+        distill = self.distill.soft_loss(outputs[0][0], targets, sample, self.criterion)
         logging_output[DISTILL_KEY] = distill.data
-        return (1 - a) * loss + a * t * t * distill, sample_size, logging_output
+        return self.distill.mix(loss, distill), sample_size, logging_output
 
     def teacher_probs(self, net: nn.Module, sample) -> torch.Tensor:
         """softmax(z_top / T): the top level, no gradient, in eval mode (or as the model is, with
@@ -139,22 +158,10 @@ class DistillingCriterion:
             net.eval()
         try:
             with torch.no_grad():
-                logits = net(**sample["net_input"])[0]
-                return F.softmax(self._prefix(logits).float() / self.distill.temperature, dim=-1)
+                return self.distill.targets(net(**sample["net_input"])[0], self.criterion)
         finally:
             net.train(training)
             self.set_student()
-
-    def distill_loss(self, logits: torch.Tensor, targets: torch.Tensor, sample) -> torch.Tensor:
-        """sum over non-padding target tokens of CE(targets, log_softmax(logits / T))."""
-        lprobs = F.log_softmax(self._prefix(logits).float() / self.distill.temperature, dim=-1)  # (B, T, V)
-        keep = self._prefix(sample["target"]).ne(self.criterion.padding_idx)  # (B, T)
-        return -(targets * lprobs).sum(-1).masked_select(keep).sum()
-
-    def _prefix(self, x: torch.Tensor) -> torch.Tensor:
-        """Without the target positions the criterion ignores (``--ignore-prefix-size``)."""
-        n = getattr(self.criterion, "ignore_prefix_size", 0)
-        return x[:, n:] if n > 0 else x
 
 
 def reduce_distill_metrics(logging_outputs: Sequence[dict]):

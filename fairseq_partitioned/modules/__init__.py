@@ -1,7 +1,9 @@
 from .levels import LevelledModule, PartitioningMismatch  # noqa: F401
+from .partitioned_decoder_layers import PartitionedDecoderLayers, exit_logits  # noqa: F401
 from .partitioned_linear import PartitionedLinear  # noqa: F401
 from .partitioned_rank_linear import PartitionedRankLinear  # noqa: F401
 from .partitioning import (  # noqa: F401
+    DEPTH_KIND,
     MODULE_KINDS,
     PartitionSpec,
     parameter_counts,

@@ -1,4 +1,4 @@
-"""What the two partitioned layers share: levels 1..L, which of them are built, checkpoint checks.
+"""What the partitioned modules share: levels 1..L, which of them are built, checkpoint checks.
 
 Level 1 is the core, level L the full network. A layer may be built with only its first levels
 (``built_levels``), e.g. a compact core checkpoint; its parameters for higher levels then do not exist.
@@ -78,6 +78,11 @@ class LevelledModule(nn.Module):
     def param_levels(self) -> Dict[str, int]:
         """Local parameter name -> the lowest level whose forward pass (and update) uses it."""
         raise NotImplementedError
+
+    def standard_numel(self) -> int:
+        """The parameters of what the full network has here in the standard Transformer it converts to: for
+        a partitioned linear layer, its nn.Linear's."""
+        return self.out_features * self.in_features + (self.out_features if self.merged_bias() is not None else 0)
 
     def _level_of_key(self, key: str) -> Optional[int]:
         if key == "W":

@@ -20,13 +20,25 @@ from ..methods import is_gap
 logger = logging.getLogger(__name__)
 
 # A partitioned model's flags (ATS); --max-level with --gap-sparsity is check_gap_config's error.
-ATS_FLAGS = ("small_ratio", "partitioned_linear_module_name", "alternate_lr_coef", "low_rank_init", "core_attention_scale")
+ATS_FLAGS = ("small_ratio", "partitioned_linear_module_name", "alternate_lr_coef", "low_rank_init", "core_attention_scale",
+             "core_decoder_layers", "core_loss_weight")
+
+
+# What chooses a low-rank or small-width core, which --core-decoder-layers (a depth core) does not combine with.
+LINEAR_CORE_FLAGS = ("partitioned_linear_module_name", "small_ratio", "low_rank_init", "core_attention_scale")
 
 
 def check_flags_are_used(cfg, config_class):
     """GaP's flags without --gap-sparsity (the run trains a partitioned model), a partitioned model's with it
-    (a GaP model has no core): a flag given, i.e. off its default in ``config_class``, is an error."""
+    (a GaP model has no core), a low-rank or small-width core's with a depth core: a flag given, i.e. off its
+    default in ``config_class``, is an error."""
     defaults = {f.name: f.default for f in fields(config_class)}
+    if cfg.core_decoder_layers and not is_gap(cfg):
+        for name in LINEAR_CORE_FLAGS:
+            if str(getattr(cfg, name)) != str(defaults[name]):
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(cfg, name)} is for a low-rank or small-width "
+                                 f"core; --core-decoder-layers {cfg.core_decoder_layers} trains a depth core, and the "
+                                 "two do not combine: drop one")
     gap = is_gap(cfg)
     names = ATS_FLAGS if gap else [n for n in defaults if n.startswith("gap_") and n != "gap_sparsity"]
     for name in names:

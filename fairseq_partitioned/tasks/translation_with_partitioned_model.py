@@ -95,6 +95,18 @@ class TranslationWithPartitionedModelConfig(GapPruningConfig, TranslationConfig)
         metadata={"help": "ATS, small-width core (PartitionedLinear): a core attention head scales q.k by 1/sqrt "
                           "of the full head's width (full) or of its own (core)"},
     )
+    core_decoder_layers: int = field(
+        default=0,
+        metadata={"help": "ATS, depth core: K >= 1, the core is the model whose decoder has its first K layers "
+                          "(then the decoder's final layer norm and the same output projection; the encoder is "
+                          "shared whole), a third kind beside --partitioned-linear-module-name's. 0 = off"},
+    )
+    core_loss_weight: float = field(
+        default=0.0,
+        metadata={"help": "depth core (--core-decoder-layers), every update instead of --alternate: w > 0, each "
+                          "update minimises the full network's loss + w x the core's, the core's logits read from "
+                          "the full forward's decoder state after layer K (0 = off)"},
+    )
     gradient_alignment_interval: int = field(
         default=0,
         metadata={"help": "diagnostics: every N updates, log the gradient overlap, norm ratio, alignment, alpha "
