@@ -94,9 +94,9 @@ def default_data_bin(workdir: str) -> str:
 @dataclass
 class TrainConfig:
     name: str  # what --configs selects
-    role: str  # vanilla | ats | core | distill (ATS with --core-distill) | gap
+    role: str  # vanilla | ats | core | distill (ATS with --core-distill) | every (--core-loss-weight) | gap
     flags: List[str]
-    kind: Optional[str] = None  # rank | width
+    kind: Optional[str] = None  # rank | width | depth
     ratio: Optional[str] = None
 
     @property
@@ -126,6 +126,15 @@ def all_configs():
                                      kind, r))
             gen.append(GenConfig(f"gen-ats-{kind}-{r}", f"ats-{kind}-{r}", "full"))
             gen.append(GenConfig(f"gen-core-{kind}-{r}", f"core-{kind}-{r}", "core"))
+    # The depth core (--core-decoder-layers 1, the first decoder layer): ATS's alternation, the core alone, and
+    # every update training both networks from one forward (--core-loss-weight 1), the update to hold against
+    # vanilla's: it adds the core's output projection and loss.
+    depth = plugin + ["--core-decoder-layers", "1"]
+    train.append(TrainConfig("ats-depth-1", "ats", depth + ["--alternate"], "depth", "1"))
+    train.append(TrainConfig("core-depth-1", "core", depth + ["--max-level", "1"], "depth", "1"))
+    train.append(TrainConfig("every-depth-1", "every", depth + ["--core-loss-weight", "1"], "depth", "1"))
+    gen.append(GenConfig("gen-ats-depth-1", "ats-depth-1", "full"))
+    gen.append(GenConfig("gen-core-depth-1", "core-depth-1", "core"))
     # GaP's masked update: --gap-sparsity without --alternate trains with fixed random masks at 90%
     # (docs/gap.md), i.e. the masked forward pass and the zeroing of masked gradients at every update.
     # Its row counts all parameters, masked ones included (they stay in memory and in the optimizer).
@@ -185,7 +194,7 @@ def build(config: TrainConfig, cfg) -> Built:
     trainer = Trainer(cfg, task, model, criterion)
     trainer.lr_step(1)  # as checkpoint_utils.load_checkpoint does: builds the optimizer and scheduler
     built = Built(config, cfg, task, trainer.model, trainer)
-    if config.role in ("ats", "core", "distill"):
+    if config.role in ("ats", "core", "distill", "every"):
         counts = parameter_counts(trainer.model)
         built.params = {"full": counts.get("level2") or counts["level1"], "core": counts["level1"]}
     else:

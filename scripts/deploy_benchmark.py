@@ -4,7 +4,8 @@
 What is measured
 ----------------
 The networks of a study (scripts/study.py) at its U updates: the standard Transformer, the ATS full
-networks and cores (low-rank and small-width, r = 1/32) and the 90% sparse network (prune-from-dense).
+networks and cores (low-rank and small-width, r = 1/32) and the 90% sparse network (prune-from-dense); with
+``--networks``, also the depth core's rows (3+1: ATS, every update, trained alone).
 Each runs in
 
 - ``fairseq``: as the study's own fairseq-generate command runs it (``scripts/study_design.generate``:
@@ -61,10 +62,16 @@ from fairseq_partitioned import checkpoints, deploy  # noqa: E402
 from fairseq_partitioned.cli.export import export  # noqa: E402
 
 PROG = "deploy_benchmark"
-NETWORKS = ("standard/full", "ats-rank/full", "ats-rank/core", "ats-width/full", "ats-width/core", "prune/sparse")
+DEFAULT_NETWORKS = ("standard/full", "ats-rank/full", "ats-rank/core", "ats-width/full", "ats-width/core",
+                    "prune/sparse")
+NETWORKS = DEFAULT_NETWORKS + ("ats-depth/full", "ats-depth/core", "every-depth/full", "every-depth/core",
+                               "core-depth/core")
 LABELS = {"standard/full": "standard Transformer", "ats-rank/full": "ATS full (low-rank run)",
           "ats-rank/core": "ATS low-rank core", "ats-width/full": "ATS full (small-width run)",
-          "ats-width/core": "ATS small-width core", "prune/sparse": "90% sparse (prune-from-dense)"}
+          "ats-width/core": "ATS small-width core", "prune/sparse": "90% sparse (prune-from-dense)",
+          "ats-depth/full": "ATS full (depth run)", "ats-depth/core": "ATS depth core 3+1",
+          "every-depth/full": "full (depth, every update)", "every-depth/core": "depth core 3+1, every update",
+          "core-depth/core": "3+1 trained alone"}
 ENGINES = ("fairseq", "ct2-float32", "ct2-int8")
 QUANTIZATION = {"ct2-float32": None, "ct2-int8": "int8"}
 BEAMS = (4, 1)
@@ -80,7 +87,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--updates", type=int, default=1500,
                         help="U: the study's --updates, where its networks are read (default 1500, the study's)")
-    parser.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated ROW/NETWORK")
+    parser.add_argument("--networks", default=",".join(DEFAULT_NETWORKS),
+                        help=f"comma-separated ROW/NETWORK of {', '.join(NETWORKS)} (default: {', '.join(DEFAULT_NETWORKS)})")
     parser.add_argument("--work", help="where the exports go (default STUDY-DIR/deploy)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--timing-sentences", type=int, default=128, help="timed at batch 32 (default 128)")

@@ -10,7 +10,10 @@ its last checkpoint, and writes OUTPUT/study.md (a table: mean (std) test BLEU o
 parameters, beside the papers' claims), OUTPUT/study.png (BLEU against parameters) and
 OUTPUT/curves.png (each network's valid loss and valid BLEU against updates, up to U;
 OUTPUT/curves-further.png, over their whole length, for the runs trained further with ``--train-to``).
-``--report-only`` without ``--rows`` reports every row the output directory holds. A command whose output is
+``--report-only`` without ``--rows`` reports every row the output directory holds. Every run leaves a small
+record (``--write-records docs/study-records``: its commands, commit, parameters, valid loss and BLEU at every
+checkpoint, test BLEU, training wall time), and ``--recorded docs/study-records`` rebuilds the table and
+figures from the records of the runs whose directories are gone. A command whose output is
 complete is not run again: a restarted study resumes (fairseq-train resumes from checkpoint_last.pt),
 and a second invocation with ``--seeds 1,2`` adds seed 2. The data is prepared into OUTPUT/data-bin
 (data-prep/prepare_bible.py) when missing.
@@ -51,6 +54,12 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true", help="print every command, run nothing")
     parser.add_argument("--report-only", action="store_true", help="write the table and figures, run nothing")
     parser.add_argument("--smoke", action="store_true", help="a tiny model on 200 pairs per split (tests)")
+    parser.add_argument("--recorded", metavar="DIR", default=None,
+                        help="the runs' records (ROW/seedN.json; the repository's: docs/study-records): the report "
+                             "takes a run whose directory is not in --output-dir from its record")
+    parser.add_argument("--write-records", metavar="DIR", default=None,
+                        help="after the runs (or with --report-only), write the record of every run of --rows and "
+                             "--seeds that --output-dir holds into DIR/ROW/seedN.json, naming this checkout's commit")
     args = parser.parse_args(argv)
     output = os.path.abspath(args.output_dir)
     if args.rows is not None:
@@ -79,6 +88,8 @@ def main(argv=None):
     except ValueError as e:
         console.fail(PROG, f"--train-to: {e}")
     if args.dry_run:
+        if args.recorded or args.write_records:
+            console.fail(PROG, "--dry-run runs nothing and reports nothing: drop --recorded and --write-records")
         return runner.print_dry_run(jobs)
     if not args.report_only:
         os.makedirs(output, exist_ok=True)
@@ -86,9 +97,15 @@ def main(argv=None):
         command = "python scripts/study.py " + " ".join(argv if argv is not None else sys.argv[1:])
         runner.run_recorded(jobs, args.parallel, args.threads, PROG, command,
                             lambda entry: study_report.record_invocation(output, entry))
-    if not os.path.isdir(output):
+    if args.recorded:
+        study_report.use_records(args.recorded)
+    if not os.path.isdir(output) and not args.recorded:
         console.fail(PROG, f"--report-only: no study in {output} (--output-dir)")
+    os.makedirs(output, exist_ok=True)
     paths = study_report.write(output, [study_design.ROW[r] for r in rows], args.seeds, budget)
+    if args.write_records:
+        paths += study_report.write_records(output, [study_design.ROW[r] for r in rows], args.seeds, budget,
+                                            args.write_records, study_report.checkout_commit())
     print(f"{PROG}: wrote {', '.join(paths)}")
 
 

@@ -8,6 +8,12 @@ The papers' comparisons, at CPU scale, on the bundled English -> Spanish Bible c
   alone (``--max-level 1``); the same for the small-width core r = 1/32.
 - ATS with in-place distillation of the core from the full network (``--core-distill``; universally
   slimmable networks, Yu & Huang 2019): both core kinds, ALPHA 0.5 from half of U on.
+- The depth core (``--core-decoder-layers 1``: the model whose decoder runs its first layer; Kasai et al.,
+  ICLR 2021, "Deep Encoder, Shallow Decoder"): ATS's alternation, with and without in-place distillation;
+  trained from every update as an early exit of the full forward (``--core-loss-weight``), with and
+  without distillation; the same 3+1 network trained alone (``--max-level 1``); a standard 3+3 trained
+  with fairseq's LayerDrop on its decoder (Fan et al., ICLR 2020) and pruned to its first decoder layer
+  at inference (``--model-overrides``), the peer a fairseq user would reach for.
 - GaP (Ma et al., ICLR 2022, Table 4): C-GaP at 90% with kappa = 3; prune-from-dense at 90% at the same
   total number of updates (U/2 dense, one-shot magnitude prune, U/2 fine-tune, as appendix B.5 splits
   40 + 40 epochs); a fixed random 90% mask trained from scratch.
@@ -36,13 +42,16 @@ from runner import Job, checkpoint_at, continue_from, resolve  # noqa: F401  (re
 SRC, TGT = "en", "es"
 RATIO = "0.03125"  # r = 1/32: ATS Table 3's r for both core kinds
 
+LAYERS = 3  # of the encoder and of the decoder
+
+
 def model(dim: int, ffn: int, heads: int) -> Tuple[str, ...]:
     """The study's Transformer: 3+3 layers, pre-norm, shared embeddings (a joined dictionary), this width."""
     shape = []
     for side in ("encoder", "decoder"):
         shape += [f"--{side}-embed-dim", str(dim), f"--{side}-ffn-embed-dim", str(ffn), f"--{side}-attention-heads",
                   str(heads)]
-    return ("--arch", "transformer", "--encoder-layers", "3", "--decoder-layers", "3", *shape,
+    return ("--arch", "transformer", "--encoder-layers", str(LAYERS), "--decoder-layers", str(LAYERS), *shape,
             "--encoder-normalize-before", "--decoder-normalize-before", "--share-all-embeddings")
 
 
@@ -96,6 +105,18 @@ def distill(alpha: str = "0.5", *more: str) -> Tuple[str, ...]:
     return ("--alternate", "--core-distill", alpha, *more)
 
 
+DEPTH = ("--core-decoder-layers", "1")  # the depth core: the first of the 3 decoder layers
+EVERY = DEPTH + ("--core-loss-weight", "1")  # the depth core from every update, w = 1
+DEPTH_CLAIMS = {"core": "(Kasai et al. 2021: a 1-layer decoder behind a deep encoder within ~1 BLEU of a deep "
+                        "decoder, WMT; here 3+1 against 3+3)"}
+# LayerDrop (Fan et al. 2020) pruned to the decoder's first layer, the layer the depth core keeps
+LAYERDROP_KEEP = "0"
+
+
+def layerdrop(p: str) -> Tuple[str, ...]:
+    return ("--decoder-layerdrop", p)
+
+
 DISTILL_CLAIMS = {"core": "(no NMT number; US-Nets, Yu & Huang 2019: sub-networks with in-place distillation "
                           "match or beat those trained alone, ImageNet)"}
 
@@ -114,6 +135,15 @@ ROWS: Tuple[Row, ...] = (
         ("full", "core"), DISTILL_CLAIMS, distill_start=0.5),
     Row("ats-width-distill", "ATS + in-place distillation, small-width core r=1/32", "plugin", ATS_WIDTH + distill(),
         ("full", "core"), DISTILL_CLAIMS, distill_start=0.5),
+    Row("ats-depth", "ATS, depth core 3+1", "plugin", DEPTH + ("--alternate",), ("full", "core"), DEPTH_CLAIMS),
+    Row("ats-depth-distill", "ATS + in-place distillation, depth core 3+1", "plugin", DEPTH + distill(),
+        ("full", "core"), DEPTH_CLAIMS, distill_start=0.5),
+    Row("every-depth", "depth core 3+1 from every update, w=1", "plugin", EVERY, ("full", "core"), DEPTH_CLAIMS),
+    Row("every-depth-distill", "depth core 3+1 from every update, w=1, distilled", "plugin",
+        EVERY + ("--core-distill", "0.5"), ("full", "core"), DEPTH_CLAIMS, distill_start=0.5),
+    Row("core-depth", "depth core 3+1 alone", "plugin", DEPTH + ("--max-level", "1"), ("core",)),
+    Row("layerdrop", "LayerDrop 0.2 on the decoder, pruned to 3+1", "vanilla", layerdrop("0.2"), ("full", "pruned"),
+        {"pruned": "(Fan et al. 2020: pruned at inference, near a network trained at that depth)"}),
     Row("cgap", "C-GaP 90%, kappa=3", "plugin", ("--alternate", "--gap-sparsity", "0.9", "--gap-partitions", "3"),
         ("sparse",), {"sparse": "GaP T.4: 27.7, above prune-from-dense and dense (WMT14)"}),
     Row("prune", "prune-from-dense 90%", "prune", ("--gap-sparsity", "0.9"), ("sparse",),
@@ -131,6 +161,10 @@ CHOICES: Tuple[Row, ...] = (
         ATS_WIDTH + ("--alternate", "--core-attention-scale", "core"), ("full", "core"), varies="ats-width"),
     Row("core-width-core-scale", "small-width core alone, attention scaled by its width", "plugin",
         ATS_WIDTH + ("--max-level", "1", "--core-attention-scale", "core"), ("core",), varies="core-width"),
+    Row("every-depth-w0.5", "depth core from every update, w=0.5", "plugin", DEPTH + ("--core-loss-weight", "0.5"),
+        ("full", "core"), varies="every-depth"),
+    Row("layerdrop-0.5", "LayerDrop 0.5 on the decoder, pruned to 3+1", "vanilla", layerdrop("0.5"), ("full", "pruned"),
+        varies="layerdrop"),
     # In-place distillation's own choices, next to ALPHA 0.5, T 1, from U/2 on.
     Row("ats-rank-distill-alpha-0.25", "ATS + distillation, low-rank core, ALPHA 0.25", "plugin",
         ATS_RANK + distill("0.25"), ("full", "core"), varies="ats-rank-distill", distill_start=0.5),
@@ -147,7 +181,8 @@ CHOICES: Tuple[Row, ...] = (
 )
 ROW = {row.key: row for row in ROWS + CHOICES}
 EXTENSIBLE = ("standard", "ats-rank", "core-rank", "ats-width", "core-width", "random-mask", "ats-rank-distill",
-              "ats-width-distill") + tuple(row.key for row in CHOICES)  # one run each, its length free
+              "ats-width-distill", "ats-depth", "ats-depth-distill", "every-depth", "every-depth-distill", "core-depth",
+              "layerdrop") + tuple(row.key for row in CHOICES)  # one run each, its length free
 
 
 def run_dir(output: str, row: str, seed: int) -> str:
@@ -242,9 +277,13 @@ def curve_updates(row: Row, budget: Budget, length: Optional[int] = None) -> Lis
 
 
 def generate(data: str, checkpoint: str, task: str, network: str, subset: str, beam: int, smoke: bool) -> List[str]:
-    argv = [*recipe.PROGRAMS["fairseq-generate"], *recipe.generate(
-        data, task, checkpoint, subset, ["--beam", str(beam), "--batch-size", "64", "--remove-bpe", "--max-len-a", "1.2",
-                                         "--max-len-b", "10", "--cpu", "--num-workers", "0"], network)]
+    options = ["--beam", str(beam), "--batch-size", "64", "--remove-bpe", "--max-len-a", "1.2", "--max-len-b", "10",
+               "--cpu", "--num-workers", "0"]
+    if network == "pruned":  # LayerDrop's network pruned at inference (fairseq's own pruning of the checkpoint)
+        # fairseq's prune_state_dict drops every layer of a side it is given no list for: the encoder keeps all
+        every = ",".join(map(str, range(LAYERS)))
+        options += ["--model-overrides", str({"encoder_layers_to_keep": every, "decoder_layers_to_keep": LAYERDROP_KEEP})]
+    argv = [*recipe.PROGRAMS["fairseq-generate"], *recipe.generate(data, task, checkpoint, subset, options, network)]
     if smoke:
         argv += ["--max-len-a", "0", "--max-len-b", "8"]
     return argv

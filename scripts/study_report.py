@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import statistics
+import subprocess
 from typing import Dict, List, Optional, Tuple
 
 import fairseq_log
@@ -22,6 +23,124 @@ from study_design import Budget, Row
 
 LANG = study_design.TGT
 INVOCATIONS = "invocations.json"
+RECORDS = os.path.join(study_design.ROOT, "docs", "study-records")  # the repository's records: ROW/seedN.json
+
+# The runs' records (``use_records``): what the report takes for a run whose directory is not on this machine.
+_recorded: Dict[Tuple[str, int], dict] = {}
+_used: set = set()  # (row, seed) whose numbers came from a record in this report
+
+
+# ------------------------------------------------------------------------------------ records
+def run_record(output: str, row: Row, seed: int, budget: Budget, commit: str) -> Optional[dict]:
+    """A run's numbers (None before its training has a log): its commands, the parameters, test BLEU (at U
+    and at every length it was trained further to), valid loss and valid BLEU at every checkpoint of each
+    network, and the training's wall time. Small, to be committed (``RECORDS``) as soon as the run ends."""
+    d = study_design.run_dir(output, row.key, seed)
+    log = os.path.join(d, "train.log")
+    if not os.path.isfile(log):
+        return None
+    networks = {}
+    for network in row.networks:
+        bleu = {str(budget.updates): _run_test_bleu(output, row, seed, network)}
+        bleu.update({str(u): v[0] for u, v in _run_trained_further(output, row, [seed], network).items()})
+        networks[network] = {"parameters": _run_parameters(output, row, [seed], network),
+                             "test_bleu": {u: v for u, v in bleu.items() if v is not None},
+                             "valid_loss": _run_valid_losses(output, row, seed, network),
+                             "valid_bleu": _run_valid_bleus(output, row, seed, network)}
+    with open(log, errors="replace") as f:
+        walls = [float(r["wall"]) for r in fairseq_log.records(f, '"wall"') if "wall" in r]
+    length = max([budget.updates] + [int(u) for n in networks.values() for u in n["test_bleu"]])
+    data = os.path.join(output, "data-bin")
+    commands = [" ".join(["python", *j.argv]).replace(output, "OUTPUT")
+                for j in study_design.jobs(row, seed, output, data, budget, length)]
+    return {"row": row.key, "seed": seed, "updates": budget.updates, "commit": commit,
+            "training_wall_seconds": walls[-1] if walls else None, "commands": commands, "networks": networks}
+
+
+def checkout_commit() -> Optional[str]:
+    """The commit of the code that runs (``+changes`` when the checkout has uncommitted changes); None outside git."""
+    def git(*args):
+        return subprocess.run(["git", "-C", study_design.ROOT, *args], capture_output=True, text=True)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode:
+        return None
+    return head.stdout.strip() + ("+changes" if git("status", "--porcelain", "--untracked-files=no").stdout.strip() else "")
+
+
+def write_records(output: str, rows: List[Row], seeds: List[int], budget: Budget, directory: str,
+                  commit: str) -> List[str]:
+    """The record of every run of ``rows`` and ``seeds`` that OUTPUT holds, written into DIRECTORY/ROW/seedN.json."""
+    written = []
+    for row in rows:
+        for seed in seeds:
+            record = run_record(output, row, seed, budget, commit)
+            if record is None:
+                continue
+            path = os.path.join(directory, row.key, f"seed{seed}.json")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                json.dump(record, f, indent=1)
+                f.write("\n")
+            written.append(path)
+    return written
+
+
+def use_records(directory: str):
+    """Take the records under DIRECTORY for the runs whose directories are not in the report's OUTPUT."""
+    _recorded.clear()
+    for path in glob.glob(os.path.join(directory, "*", "seed*.json")):
+        with open(path) as f:
+            record = json.load(f)
+        _recorded[(record["row"], int(record["seed"]))] = record
+
+
+def _record_of(row: Row, seed: int, network: str) -> dict:
+    return ((_recorded.get((row.key, seed)) or {}).get("networks") or {}).get(network) or {}
+
+
+def _from_record(row: Row, seed: int, network: str, field: str):
+    value = _record_of(row, seed, network).get(field)
+    if value is not None:
+        _used.add((row.key, seed))
+    return value
+
+
+# ------------------------------------------------------------------------------------ numbers
+# Each reads the run directory, and a run's record where the directory has nothing.
+def test_bleu(output: str, row: Row, seed: int, network: str) -> Optional[float]:
+    found = _run_test_bleu(output, row, seed, network)
+    if found is None and _recorded.get((row.key, seed)):
+        found = (_from_record(row, seed, network, "test_bleu") or {}).get(str(_recorded[(row.key, seed)]["updates"]))
+    return found
+
+
+def parameters(output: str, row: Row, seeds: List[int], network: str) -> Optional[int]:
+    found = _run_parameters(output, row, seeds, network)
+    for seed in seeds if found is None else []:
+        found = found or _from_record(row, seed, network, "parameters")
+    return found
+
+
+def valid_losses(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
+    return _run_valid_losses(output, row, seed, network) or [tuple(p) for p in _from_record(row, seed, network, "valid_loss") or []]
+
+
+def valid_bleus(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
+    return _run_valid_bleus(output, row, seed, network) or [tuple(p) for p in _from_record(row, seed, network, "valid_bleu") or []]
+
+
+def trained_further(output: str, row: Row, seeds: List[int], network: str) -> Dict[int, List[float]]:
+    found = _run_trained_further(output, row, seeds, network)
+    for seed in seeds:
+        record = _recorded.get((row.key, seed))
+        if record is None or any(os.path.isfile(p) for p in glob.glob(os.path.join(
+                study_design.run_dir(output, row.key, seed), f"generate-{network}-*.txt"))):
+            continue
+        for updates, bleu in (_from_record(row, seed, network, "test_bleu") or {}).items():
+            if int(updates) != int(record["updates"]):
+                found.setdefault(int(updates), []).append(bleu)
+    return found
 
 
 def record_invocation(output: str, entry: dict):
@@ -44,30 +163,39 @@ def read_invocations(output: str) -> List[dict]:
         return []
 
 
-def test_bleu(output: str, row: Row, seed: int, network: str) -> Optional[float]:
+def _run_test_bleu(output: str, row: Row, seed: int, network: str) -> Optional[float]:
     scored = generate_bleu.score(os.path.join(study_design.run_dir(output, row.key, seed), f"generate-{network}.txt"),
                                  "tokenized", LANG)
     return None if scored is None else scored.bleu
 
 
-def parameters(output: str, row: Row, seeds: List[int], network: str) -> Optional[int]:
+def _run_parameters(output: str, row: Row, seeds: List[int], network: str) -> Optional[int]:
     from fairseq_partitioned import checkpoints  # torch: only once there are checkpoints to read
 
     for seed in seeds:
         path = os.path.join(study_design.run_dir(output, row.key, seed), "checkpoints", "checkpoint_last.pt")
-        if os.path.isfile(path):
-            return checkpoints.parameter_counts(checkpoints.load_lazily(path)).get(network)
+        if not os.path.isfile(path):
+            continue
+        state = checkpoints.load_lazily(path)
+        if network == "pruned":  # the tensors fairseq keeps when it prunes the decoder at inference
+            kept = f"decoder.layers.{study_design.LAYERDROP_KEEP}."
+            return checkpoints.count_tensors({k: v for k, v in state["model"].items()
+                                              if not k.startswith("decoder.layers.") or k.startswith(kept)})
+        return checkpoints.parameter_counts(state).get(network)
     return None
 
 
-def valid_losses(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
-    """(update, valid loss in bits) of every validation in the training's JSON log."""
+def _run_valid_losses(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
+    """(update, valid loss in bits) of every validation in the training's JSON log (none of a network pruned at
+    inference: the training validates the whole network)."""
+    if network == "pruned":
+        return []
     # an ATS run logs its core's validation as valid_core_loss; a core trained alone is the run's only network
     key = "valid_core_loss" if network == "core" and "full" in row.networks else "valid_loss"
     return fairseq_log.valid_losses(os.path.join(study_design.run_dir(output, row.key, seed), "train.log"), key)
 
 
-def valid_bleus(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
+def _run_valid_bleus(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
     """(update, valid BLEU) of every checkpoint of the run scored on the valid split so far."""
     d = study_design.run_dir(output, row.key, seed)
     points = []
@@ -78,7 +206,7 @@ def valid_bleus(output: str, row: Row, seed: int, network: str) -> List[Tuple[in
     return sorted(points)
 
 
-def trained_further(output: str, row: Row, seeds: List[int], network: str) -> Dict[int, List[float]]:
+def _run_trained_further(output: str, row: Row, seeds: List[int], network: str) -> Dict[int, List[float]]:
     """Test BLEU of a row trained beyond U: updates -> the seeds' BLEU there."""
     found: Dict[int, List[float]] = {}
     for seed in seeds:
@@ -197,6 +325,9 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
     if converging:
         lines += ["Whether the runs trained further still improve (valid loss at the validations every "
                   f"{budget.interval} updates):", "", converging, ""]
+    if _used:
+        lines += ["Runs whose directories are not in OUTPUT, their numbers from their committed records (docs/"
+                  "study-records/ROW/seedN.json): " + ", ".join(f"{r} seed {s}" for r, s in sorted(_used)) + ".", ""]
     lines += ["Invocations (wall time on this machine; OUTPUT: the directory of this report):"]
     for inv in invocations:
         ended = "" if inv.get("finished", True) else " (not finished: its time until the last record)"
@@ -218,8 +349,9 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
 
 
 COLORS = {"standard": "black", "ats-rank": "C0", "core-rank": "C1", "ats-width": "C2", "core-width": "C3",
-          "cgap": "C4", "prune": "C5", "random-mask": "C7"}
-MARKERS = {"full": "s", "core": "o", "sparse": "^"}
+          "cgap": "C4", "prune": "C5", "random-mask": "C7", "ats-depth": "C6", "every-depth": "C8", "core-depth": "C1",
+          "layerdrop": "C5"}
+MARKERS = {"full": "s", "core": "o", "sparse": "^", "pruned": "v"}
 
 
 def plot(path: str, points, budget: Budget) -> str:

@@ -106,3 +106,30 @@ def test_distilled_rows_start_at_half_of_u_also_when_trained_further():
     assert len(trains) == 2 and all("--alternate --core-distill 0.5" in t and "--max-update 48" in t for t in trains)
     assert trains[0].split(" > ")[0].endswith("--core-distill-start 8")  # U = 16
     assert trains[1].split(" > ")[0].endswith("--core-distill-start 0")
+
+
+def test_the_depth_rows_are_scored_and_the_report_rebuilds_from_their_records(tmp_path):
+    """The depth core's rows (every update; LayerDrop pruned at inference) train and are scored; their records
+    alone, in another machine's empty output directory, give the same table and figures."""
+    out, records, elsewhere = str(tmp_path / "study"), str(tmp_path / "records"), str(tmp_path / "elsewhere")
+    rows = "every-depth,layerdrop"
+    _study("--rows", rows, "--output-dir", out, "--write-records", records)
+    table = [line for line in open(os.path.join(out, "study.md")).read().splitlines() if line.startswith("| ")]
+    by_label = {line.split(" | ")[0].strip("| ") + " " + line.split(" | ")[1]: line for line in table}
+    full, core = by_label["depth core 3+1 from every update, w=1 full"], by_label["depth core 3+1 from every update, w=1 core"]
+    assert 0 < int(core.split(" | ")[2].replace(",", "")) < int(full.split(" | ")[2].replace(",", ""))
+    pruned, unpruned = (by_label[f"LayerDrop 0.2 on the decoder, pruned to 3+1 {n}"] for n in ("pruned", "full"))
+    assert int(pruned.split(" | ")[2].replace(",", "")) == int(core.split(" | ")[2].replace(",", ""))  # a 3+1 network
+    assert unpruned.split(" | ")[2] == full.split(" | ")[2]
+
+    record = json.load(open(os.path.join(records, "every-depth", "seed1.json")))
+    assert record["commit"] and record["training_wall_seconds"] > 0 and "--core-loss-weight 1" in record["commands"][0]
+    validated = [u for u, _ in record["networks"]["core"]["valid_loss"]]  # every 8 updates and every epoch's end
+    assert {8, 16} <= set(validated) and validated[-1] == 16
+    assert set(record["networks"]["core"]["test_bleu"]) == {"16"} and tmp_path.as_posix() not in json.dumps(record)
+
+    _study("--report-only", "--rows", rows, "--output-dir", elsewhere, "--recorded", records)
+    rebuilt = open(os.path.join(elsewhere, "study.md")).read()
+    assert [line for line in rebuilt.splitlines() if line.startswith("| ")] == table
+    assert "from their committed records" in rebuilt and "every-depth seed 1" in rebuilt
+    assert all(os.path.getsize(os.path.join(elsewhere, f)) > 0 for f in ("study.png", "curves.png"))
