@@ -36,10 +36,10 @@ try:  # numpy >= 2
 except ImportError:  # numpy < 2
     from numpy.core import multiarray as np_multiarray
 from .errors import MissingCheckpoint, UnreadableCheckpoint, UntrustedCheckpoint, UsageError
+from .modules.masked_linear import LEGACY_EXTRA_STATE  # version 0.1: GaP's schedule position on each masked layer
 
 logger = logging.getLogger(__name__)
 
-LEGACY_EXTRA_STATE = "._extra_state"  # version 0.1: GaP's schedule position on each masked layer
 PLUGIN_KEYS = ("partition", "gap", "counts", "plugin_version")  # this plugin's entries of task_state
 ADAM_FIELDS = ("adam_betas", "adam_eps", "weight_decay", "use_old_adam", "fp16_adam_stats", "tpu", "lr")
 

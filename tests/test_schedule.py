@@ -1,6 +1,6 @@
 import pytest
 
-from fairseq_partitioned.schedules import level_for_update
+from fairseq_partitioned.methods.alternating import level_for_update
 
 
 def test_alternating_is_algorithm_1():

@@ -27,7 +27,6 @@ import torch
 from ..checkpoints import gap_state, masks as checkpoint_masks
 from ..errors import UsageError
 from ..modules import DEPTH_KIND, PartitionSpec, parameter_counts, partition_model, partitioned_modules, set_level
-from ..schedules import level_for_update
 from .base import TrainingMethod
 from .distillation import CoreDistillation, check_teacher, reduce_distill_metrics
 from .early_exit import EarlyExitCriterion, check_both_networks, check_early_exit_config
@@ -50,6 +49,18 @@ def parse_small_ratios(value) -> tuple:
 
 def level_name(level: int) -> str:
     return "core" if level == 1 else f"level{level}"
+
+
+def level_for_update(update_num: int, max_level: int, alternate: bool) -> int:
+    """The level update t trains (ATS Algorithm 1): the full network on even t, the core on odd t. With
+    nested cores (levels 1..L) the cycle runs from the top level down, t -> L - (t mod L), Algorithm 1 for
+    L = 2. Keyed on fairseq's update number, so every micro-batch of an update (``--update-freq``) trains
+    the same level, and a resumed run goes on where it stopped."""
+    if update_num < 0:
+        raise ValueError(f"update number must be >= 0, got {update_num}")
+    if not alternate:
+        return max_level
+    return max_level - (update_num % max_level)
 
 
 def check_depth_config(cfg):

@@ -12,8 +12,11 @@ from typing import List
 import torch
 from torch import nn
 
-from ..checkpoints import LEGACY_EXTRA_STATE
 from ..errors import UsageError
+
+# Version 0.1 kept GaP's schedule position on each masked layer, as ``<layer>._extra_state`` (read back by
+# ``checkpoints.gap_state``).
+LEGACY_EXTRA_STATE = "._extra_state"
 
 
 class MaskedLinear(nn.Linear):
