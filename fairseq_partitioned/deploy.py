@@ -116,16 +116,13 @@ def check_convertible(state: dict, level: str):
 # ------------------------------------------------------------------------------ shallow core
 def to_shallow_transformer(model: nn.Module, cfg_model):
     """Replace, in place, the decoder's layers of a depth model built at level 1 (its core: the first K
-    layers) by the plain list of them, and set the decoder's depth in ``cfg_model`` (the training
-    command's namespace, or a model config) to K."""
+    layers) by the plain list of them, and set ``--decoder-layers`` of ``cfg_model`` (the training
+    namespace) to K."""
     layers = model.decoder.layers
     if not isinstance(layers, PartitionedDecoderLayers) or layers.built_levels != 1:
         raise ValueError("to_shallow_transformer: build the depth model at level 1 (its core)")
     model.decoder.layers = nn.ModuleList(layers.built())
-    if OmegaConf.is_config(cfg_model) and "decoder" in cfg_model:  # a fairseq-hydra-train model config
-        cfg_model.decoder.layers = len(layers)
-    else:
-        cfg_model.decoder_layers = len(layers)
+    cfg_model.decoder_layers = len(layers)
 
 
 def to_narrow_transformer(model: nn.Module, cfg_model) -> int:

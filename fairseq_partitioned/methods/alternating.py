@@ -63,13 +63,6 @@ def level_for_update(update_num: int, max_level: int, alternate: bool) -> int:
     return max_level - (update_num % max_level)
 
 
-def check_depth_config(cfg):
-    """--core-decoder-layers K chooses the depth core (K's upper bound is the model's: partition_model);
-    the low-rank and small-width cores' flags beside it are tasks/checks.py's errors."""
-    if cfg.core_decoder_layers < 0:
-        raise UsageError(f"--core-decoder-layers must be >= 1 (0 = no depth core), got {cfg.core_decoder_layers}")
-
-
 class AlternatingTraining(TrainingMethod):
     name = "ats"
 
@@ -84,7 +77,8 @@ class AlternatingTraining(TrainingMethod):
             raise UsageError(f"--alternate-lr-coef must be > 0, got {cfg.alternate_lr_coef}")
         if cfg.gradient_alignment_interval > 0 and cfg.max_level == 1:
             raise UsageError("--gradient-alignment-interval compares the full network with the core: drop --max-level 1")
-        check_depth_config(cfg)
+        if cfg.core_decoder_layers < 0:  # its upper bound is the model's (partition_model)
+            raise UsageError(f"--core-decoder-layers must be >= 1 (0 = no depth core), got {cfg.core_decoder_layers}")
         check_early_exit_config(cfg)
         self.spec: Optional[PartitionSpec] = None  # of the model built last
         self.counts: Dict[str, int] = {}
