@@ -20,6 +20,9 @@ update. All configurations train on the SAME pre-loaded batches (round i uses ba
   update runs the full network's forward without gradient as well; its core update and its average
   over the alternation are reported against the same of ``ats-KIND-R`` (``x ATS, same update``), its
   core update also against its own full update of the same round.
+- ``ats-depth-1``, ``core-depth-1``, ``every-depth-1``: the depth core (``--core-decoder-layers 1``) with
+  ``--alternate`` (rows as ``ats-KIND-R``), trained alone (``--max-level 1``), and trained with the full
+  network at every update (``--core-loss-weight 1``: one forward, the core's logits read from it).
 - ``gap-0.9``: GaP's masked update, fixed random masks at 90% (``--gap-sparsity 0.9``).
 - ``gen-*``: forward-only inference, fairseq's SequenceGenerator (beam 4) through ``task.inference_step``
   on fixed batches of the valid split (``--gen-batch-size`` sentences), for vanilla, the full network
