@@ -115,6 +115,22 @@ def _scored(x: torch.Tensor, criterion) -> torch.Tensor:
     return x[:, n:] if n > 0 else x
 
 
+def criterion_and_output(criterion, model: nn.Module, sample, flag: str):
+    """``criterion(model, sample)`` and the model's output of the forward pass it ran (one, or ``flag``'s
+    one-line error)."""
+    net = unwrapped(model)
+    outputs = []
+    hook = net.register_forward_hook(lambda module, args, output: outputs.append(output))
+    try:
+        result = criterion(model, sample)
+    finally:
+        hook.remove()
+    if len(outputs) != 1:
+        raise UsageError(f"{flag} needs a criterion with one forward pass per batch, such as "
+                         "label_smoothed_cross_entropy")
+    return result, outputs[0]
+
+
 def unwrapped(model: nn.Module) -> nn.Module:
     """The model inside fairseq's data-parallel wrappers (each holds what it wraps as ``.module``)."""
     from fairseq.models import BaseFairseqModel
@@ -136,16 +152,8 @@ class DistillingCriterion:
         if getattr(net.decoder, "adaptive_softmax", None) is not None:
             raise UsageError("--core-distill needs the decoder's logits: drop --adaptive-softmax-cutoff")
         targets = self.teacher_probs(net, sample)
-        outputs = []  # the core's forward, as the criterion runs it
-        hook = net.register_forward_hook(lambda module, args, output: outputs.append(output))
-        try:
-            loss, sample_size, logging_output = self.criterion(model, sample)
-        finally:
-            hook.remove()
-        if len(outputs) != 1:
-            raise UsageError("--core-distill needs a criterion with one forward pass per batch, such as "
-                             "label_smoothed_cross_entropy")
-        distill = self.distill.soft_loss(outputs[0][0], targets, sample, self.criterion)
+        (loss, sample_size, logging_output), output = criterion_and_output(self.criterion, model, sample, "--core-distill")
+        distill = self.distill.soft_loss(output[0], targets, sample, self.criterion)
         logging_output[DISTILL_KEY] = distill.data
         return self.distill.mix(loss, distill), sample_size, logging_output
 

@@ -21,7 +21,7 @@ Logging keeps fairseq's meaning: ``loss`` and ``nll_loss`` are the criterion's o
 """
 from ..errors import UsageError
 from ..modules import exit_logits
-from .distillation import DISTILL_KEY, CoreDistillation, unwrapped
+from .distillation import DISTILL_KEY, CoreDistillation, criterion_and_output, unwrapped
 
 
 def check_early_exit_config(cfg):
@@ -62,16 +62,8 @@ class EarlyExitCriterion:
         net = unwrapped(model)
         if getattr(net.decoder, "adaptive_softmax", None) is not None:
             raise UsageError("--core-loss-weight needs the decoder's logits: drop --adaptive-softmax-cutoff")
-        outputs = []  # the full forward, as the criterion runs it
-        hook = net.register_forward_hook(lambda module, args, output: outputs.append(output))
-        try:
-            loss, sample_size, logging_output = self.criterion(model, sample)
-        finally:
-            hook.remove()
-        if len(outputs) != 1:
-            raise UsageError("--core-loss-weight needs a criterion with one forward pass per batch, such as "
-                             "label_smoothed_cross_entropy")
-        logits, extra = outputs[0]
+        (loss, sample_size, logging_output), (logits, extra) = criterion_and_output(
+            self.criterion, model, sample, "--core-loss-weight")
         core_output = (exit_logits(net.decoder, extra["inner_states"][self.core_layers]), extra)
         core_loss, core_nll_loss = self.criterion.compute_loss(net, core_output, sample, reduce=True)
         logging_output["core_loss"], logging_output["core_nll_loss"] = core_loss.data, core_nll_loss.data
