@@ -28,6 +28,7 @@ first: python -c "import fairseq_partitioned; from fairseq_cli.hydra_train impor
 --check compares the files with what this script would write (exit status 1 if they differ).
 """
 import argparse
+import functools
 import os
 import shlex
 
@@ -84,17 +85,23 @@ def model_keys(args) -> list:
     return [a.dest for a in parser._actions if a.dest != "help"]
 
 
-def _defaults(group: str, name):
-    """The defaults hydra composes for a group (a structured config; None where fairseq has none)."""
+@functools.lru_cache(maxsize=None)
+def _defaults(group: str, name) -> dict:
+    """The defaults hydra composes for a group (a structured config; None where fairseq has none), as plain
+    values: ``{key: (value, whether it is an interpolation)}``. The same for every config: built once."""
     from fairseq.dataclass.configs import FairseqConfig
     from fairseq.registry import REGISTRIES
     from fairseq.tasks import TASK_DATACLASS_REGISTRY
     from omegaconf import OmegaConf
 
     if group not in REGISTRY_GROUPS:
-        return OmegaConf.structured(FairseqConfig)[group]
-    registry = TASK_DATACLASS_REGISTRY if group == "task" else REGISTRIES[group]["dataclass_registry"]
-    return OmegaConf.structured(registry[name]())
+        node = OmegaConf.structured(FairseqConfig)[group]
+    else:
+        registry = TASK_DATACLASS_REGISTRY if group == "task" else REGISTRIES[group]["dataclass_registry"]
+        node = OmegaConf.structured(registry[name]())
+    values = OmegaConf.to_container(node, enum_to_str=True, resolve=False)
+    # `in` as the DictConfig's: a mandatory value ('???') is not in it
+    return {key: (values[key], OmegaConf.is_interpolation(node, key)) for key in node.keys() if key in node}
 
 
 def group_values(cfg, args, group: str, given) -> dict:
@@ -119,9 +126,9 @@ def group_values(cfg, args, group: str, given) -> dict:
     defaults = _defaults(group, resolved.get("_name"))
     values = {"_name": resolved["_name"]} if group in REGISTRY_GROUPS else {}
     for key, value in resolved.items():
-        if key == "_name" or key not in defaults or OmegaConf.is_interpolation(defaults, key):
+        if key == "_name" or key not in defaults or defaults[key][1]:
             continue  # interpolations follow the keys they point at
-        default = OmegaConf.to_container(defaults, enum_to_str=True, resolve=False)[key]
+        default = defaults[key][0]
         if value != default or key in given:
             values[key] = value
     return values

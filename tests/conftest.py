@@ -1,6 +1,13 @@
 import os
 import sys
 
+# One OpenMP thread per process, for the tests' processes and every command they start (a user's own
+# OMP_NUM_THREADS stands): their models are tiny, so a second thread buys nothing, and on a machine shared
+# with other work a thread that another process preempts stalls every parallel region (measured: a tiny
+# training 8x the CPU time with torch's default of one thread per core; scripts/benchmark.py says the same).
+# Before torch is imported: it reads the variable once.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Tests import the plugin from this checkout and the helpers beside them.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

@@ -1,5 +1,6 @@
 """Data parallelism on CPU: two fairseq-train processes over gloo survive ATS core steps (docs/design.md)."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,10 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _exit_status(returncode):
+    return f"signal {signal.Signals(-returncode).name}" if returncode < 0 else f"status {returncode}"
+
+
 def test_two_cpu_workers_train_with_alternate(tmp_path):
     data = str(tmp_path / "data")
     os.makedirs(data)
@@ -25,16 +30,18 @@ def test_two_cpu_workers_train_with_alternate(tmp_path):
                                "--distributed-world-size", "2", "--distributed-init-method",
                                f"tcp://127.0.0.1:{port}", "--distributed-no-spawn",
                                "--distributed-backend", "gloo", "--ddp-backend", "legacy_ddp"], save_dir=save)
+    # a worker that dies prints its Python stacks; it runs in tmp_path, where a core file would go
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "fairseq_cli.train", *argv, "--distributed-rank", str(rank)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env,
         )
         for rank in range(2)
     ]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-3000:]
+    for rank, (p, out) in enumerate(zip(procs, outputs)):
+        assert p.returncode == 0, f"rank {rank} exited with {_exit_status(p.returncode)}\n{out[-3000:]}"
     state = h.load_checkpoint(os.path.join(save, "checkpoint_last.pt"))
     assert state["optimizer_history"][-1]["num_updates"] == 4
     # every W (extension) took part in 2 of the 4 updates only

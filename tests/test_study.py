@@ -2,6 +2,7 @@
 reported; a second invocation resumes; a row trained further keeps its table at U."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -108,10 +109,11 @@ def test_distilled_rows_start_at_half_of_u_also_when_trained_further():
     assert trains[1].split(" > ")[0].endswith("--core-distill-start 0")
 
 
-def test_the_depth_rows_are_scored_and_the_report_rebuilds_from_their_records(tmp_path):
+def test_the_depth_rows_are_scored_and_the_report_rebuilds_from_their_records(study, tmp_path):
     """The depth core's rows (every update; LayerDrop pruned at inference) train and are scored; their records
     alone, in another machine's empty output directory, give the same table and figures."""
     out, records, elsewhere = str(tmp_path / "study"), str(tmp_path / "records"), str(tmp_path / "elsewhere")
+    shutil.copytree(os.path.join(study, "data-bin"), os.path.join(out, "data-bin"))  # the smoke corpus, prepared once
     rows = "every-depth,layerdrop"
     _study("--rows", rows, "--output-dir", out, "--write-records", records, "--no-curves")
     table = [line for line in open(os.path.join(out, "study.md")).read().splitlines() if line.startswith("| ")]
