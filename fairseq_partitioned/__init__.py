@@ -2,10 +2,12 @@
 
 Importing the package registers its task, optimizer and learning-rate scheduler with fairseq
 (``--user-dir fairseq_partitioned``), the types beyond tensors and plain values that fairseq's and the
-plugin's checkpoints hold with torch's weights-only loading (``checkpoints.SAFE_TYPES``), and has an
-error of the user's printed as one line (``errors.py``).
+plugin's checkpoints hold with torch's weights-only loading (``checkpoints.SAFE_TYPES``), has an error
+of the user's printed as one line (``errors.py``), and has a data-parallel run's process groups destroyed
+before the interpreter exits (``process_groups.py``).
 """
-from . import checkpoints, errors, optim, tasks  # noqa: F401
+from . import checkpoints, errors, optim, process_groups, tasks  # noqa: F401
 
 checkpoints.register_safe_types()  # checkpoints load with torch's weights-only guard on (checkpoints.py)
 errors.install_excepthook()  # fairseq-train/-generate show a UsageError as its one line (errors.py)
+process_groups.release_at_exit()  # a gloo run ends without a crash at exit (process_groups.py)
