@@ -6,8 +6,10 @@ plugin's checkpoints hold with torch's weights-only loading (``checkpoints.SAFE_
 of the user's printed as one line (``errors.py``), and has a data-parallel run's process groups destroyed
 before the interpreter exits (``process_groups.py``).
 """
+import atexit
+
 from . import checkpoints, errors, optim, process_groups, tasks  # noqa: F401
 
 checkpoints.register_safe_types()  # checkpoints load with torch's weights-only guard on (checkpoints.py)
 errors.install_excepthook()  # fairseq-train/-generate show a UsageError as its one line (errors.py)
-process_groups.release_at_exit()  # a gloo run ends without a crash at exit (process_groups.py)
+atexit.register(process_groups.release)  # a gloo run ends without a crash at exit (process_groups.py)

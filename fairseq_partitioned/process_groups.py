@@ -9,18 +9,14 @@ and the process aborts: "terminate called without an active exception", SIGABRT,
 trained correctly (docs/design.md). Destroying the groups in an exit handler, which runs before
 finalization, joins those threads while the GIL can still be taken.
 """
-import atexit
 import gc
 import sys
 
 import torch.distributed as dist
 
 
-def release_at_exit():
-    atexit.register(_release)
-
-
-def _release():
+def release():
+    """The exit handler (``__init__`` registers it): every group destroyed, fairseq's reference dropped."""
     if not (dist.is_available() and dist.is_initialized()):
         return
     if getattr(sys, "last_value", None) is not None:
@@ -30,4 +26,4 @@ def _release():
 
     if hasattr(utils.get_global_group, "_global_group"):
         del utils.get_global_group._global_group  # fairseq's own reference to its global group
-    gc.collect()  # the trainer's model wrapper still names a group, in a reference cycle
+    gc.collect()  # a group still named only from a reference cycle

@@ -152,7 +152,8 @@ class DistillingCriterion:
         if getattr(net.decoder, "adaptive_softmax", None) is not None:
             raise UsageError("--core-distill needs the decoder's logits: drop --adaptive-softmax-cutoff")
         targets = self.teacher_probs(net, sample)
-        (loss, sample_size, logging_output), output = criterion_and_output(self.criterion, model, sample, "--core-distill")
+        (loss, sample_size, logging_output), output = criterion_and_output(
+            self.criterion, model, sample, "--core-distill")
         distill = self.distill.soft_loss(output[0], targets, sample, self.criterion)
         logging_output[DISTILL_KEY] = distill.data
         return self.distill.mix(loss, distill), sample_size, logging_output
