@@ -37,7 +37,7 @@ update. All configurations train on the SAME pre-loaded batches (round i uses ba
   parameters, on a core update against fairseq's Adam on the core's parameters only (what the
   standalone core runs).
 
-Timing (scripts/bench_timing.py): after warm-up, configurations are interleaved (A B C ... A B C ...),
+Timing (scripts/harness/bench/timing.py): after warm-up, configurations are interleaved (A B C ... A B C ...),
 one timed update each per round. A row reports the median seconds per update, target tokens per second
 (sum of tokens / sum of seconds, fairseq's ``wps``) and the ratio to vanilla (and, for ATS core updates,
 to the standalone core of the same kind and r) as the median over rounds of the per-round ratio: both
@@ -46,15 +46,16 @@ same ratios: on a machine shared with other work, a wall-time difference that th
 was the neighbours', not ours. There ``--threads 1`` is the robust choice: with one OpenMP thread per
 core, a thread that another process preempts stalls every parallel region of the update.
 
-Memory (scripts/bench_memory.py): the peak of one update after warm-up, in a fresh process per
+Memory (scripts/harness/bench/memory.py): the peak of one update after warm-up, in a fresh process per
 configuration (peak resident set on CPU, ``torch.cuda.max_memory_allocated`` on a GPU).
 
 GPU only: model FLOP utilisation of vanilla and full-network updates, with the FLOPs counted
-analytically on padded tokens (see ``bench_timing.train_flops``).
+analytically on padded tokens (see ``harness.bench.timing.train_flops``).
 
 Usage: ``python scripts/benchmark.py [--data DATA-BIN] [--configs PATTERNS] [--json OUT.json]``;
-without ``--data`` a synthetic data-bin is made in a temporary directory (``bench_configs.default_data_bin``).
-The configurations and data are in scripts/bench_configs.py, the report and targets in bench_report.py.
+without ``--data`` a synthetic data-bin is made in a temporary directory (``harness.bench.configs.default_data_bin``).
+The configurations and data are in scripts/harness/bench/configs.py, the report and targets in
+harness/bench/report.py.
 """
 import argparse
 import datetime
@@ -72,17 +73,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import console  # noqa: E402  (before fairseq: it quiets the notice fairseq's import logs)
+from harness import console  # noqa: E402  (before fairseq: it quiets the notice fairseq's import logs)
 import torch  # noqa: E402
 from fairseq import tasks  # noqa: E402
 
 import fairseq_partitioned.version  # noqa: E402
-from bench_configs import (  # noqa: E402
+from harness.bench.configs import (  # noqa: E402
     GEN_BATCHES, MAX_TRAIN_BATCHES, all_configs, build, default_data_bin, fairseq_cfg, load_batches, select,
 )
-from bench_memory import probe_memory  # noqa: E402
-from bench_report import check_targets, report  # noqa: E402
-from bench_timing import peak_flops, summarise, time_generation, time_optimizer, time_training  # noqa: E402
+from harness.bench.memory import probe_memory  # noqa: E402
+from harness.bench.report import check_targets, report  # noqa: E402
+from harness.bench.timing import peak_flops, summarise, time_generation, time_optimizer, time_training  # noqa: E402
 
 logger = logging.getLogger("benchmark")
 

@@ -6,7 +6,7 @@
 
 TABLE as for reproduce.py (ats-1a ... gap-9, or all). Each cell is the mean (sample std) over the seeds
 of the BLEU of RUNS/RUN/seedN/generate-NETWORK.txt, next to the paper's number. BLEU conventions, as
-the papers report them (scripts/generate_bleu.py):
+the papers report them (scripts/harness/bleu.py):
 
 - ATS (Tables 1-2): fairseq's tokenized BLEU-4 from the H- and T- lines of fairseq-generate (BPE
   removed, the data's Moses tokenization kept; fairseq-score's counts). WMT en-de outputs are
@@ -30,11 +30,10 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-import generate_bleu
-import plots
-from console import fail, format_table, mean_std, seed_list
-from pipeline import checkpoint_parameters, generate_output, read_record, run_dir
-from tables import DATASETS, RUNS, TABLES
+from harness import bleu, plots, runs
+from harness.console import fail, format_table, mean_std, seed_list
+from harness.papers.pipeline import checkpoint_parameters, generate_output, record_path
+from harness.papers.tables import DATASETS, RUNS, TABLES
 
 PROG = "collect_results"
 
@@ -48,14 +47,14 @@ class CellResult:
     smoke: bool = False
 
 
-def collect_cell(runs_dir: str, cell, seeds: List[int], bleu: str) -> CellResult:
+def collect_cell(runs_dir: str, cell, seeds: List[int], convention: str) -> CellResult:
     run = RUNS[cell.run]
     result = CellResult()
     for seed in seeds:
-        directory = run_dir(runs_dir, run.id, seed)
-        record = read_record(directory)
+        directory = runs.run_dir(runs_dir, run.id, seed)
+        record = runs.read_record(record_path(directory))
         lang = record.get("target_lang", DATASETS[run.dataset].target)
-        score = generate_bleu.score(generate_output(directory, cell.network), bleu, lang)
+        score = bleu.score(generate_output(directory, cell.network), convention, lang)
         if score is None:
             result.missing.append(seed)
             continue
@@ -76,18 +75,18 @@ def fmt_scores(result: CellResult, n_expected: int) -> str:
     return text + (f" [{n}/{n_expected} seeds]" if result.missing else "")
 
 
-def conventions(table, bleu: Optional[str]) -> List[str]:
-    """The BLEU conventions a table is printed in: the paper's (GaP: cased and uncased SacreBLEU)."""
-    if bleu:
-        return [bleu]
+def conventions(table, chosen: Optional[str]) -> List[str]:
+    """The BLEU conventions a table is printed in: ``chosen``, or the paper's (GaP: cased and uncased SacreBLEU)."""
+    if chosen:
+        return [chosen]
     return ["sacrebleu", "sacrebleu-uncased"] if table.bleu == "sacrebleu" else [table.bleu]
 
 
-def collect_table(name: str, runs_dir: str, seeds: List[int], bleu: Optional[str] = None):
+def collect_table(name: str, runs_dir: str, seeds: List[int], chosen: Optional[str] = None):
     """(table, conventions, {convention: {(row, column): CellResult}})."""
     table = TABLES[name]
     results = {}
-    for convention in conventions(table, bleu):
+    for convention in conventions(table, chosen):
         by_cell: Dict[Tuple[str, str], CellResult] = {}  # a cell repeated across columns is read once
         results[convention] = {}
         for row in table.rows:
@@ -96,7 +95,7 @@ def collect_table(name: str, runs_dir: str, seeds: List[int], bleu: Optional[str
                 if key not in by_cell:
                     by_cell[key] = collect_cell(runs_dir, cell, seeds, convention)
                 results[convention][row.key, column] = by_cell[key]
-    return table, conventions(table, bleu), results
+    return table, conventions(table, chosen), results
 
 
 def render(table, used: List[str], results, seeds: List[int]) -> str:
@@ -107,7 +106,7 @@ def render(table, used: List[str], results, seeds: List[int]) -> str:
     lines = [table.title]
     for convention in used:
         signature = next((r.signature for r in results[convention].values() if r.signature), "(no output yet)")
-        lines.append(f"BLEU ({convention}): " + generate_bleu.describe(convention, compound)
+        lines.append(f"BLEU ({convention}): " + bleu.describe(convention, compound)
                      + (signature if convention != "tokenized" else ""))
     lines.append(f"ours: mean (sample std) over seeds {','.join(map(str, seeds))}; paper: as published")
     if smoke:
@@ -175,7 +174,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=seed_list, default="1,2,3",
                         help="the seeds each cell should have (default 1,2,3)")
     parser.add_argument("--plot", metavar="PNG", help="draw BLEU against parameter count into this file")
-    parser.add_argument("--bleu", choices=generate_bleu.CONVENTIONS, help="override the table's convention")
+    parser.add_argument("--bleu", choices=bleu.CONVENTIONS, help="override the table's convention")
     args = parser.parse_args(argv)
     if args.table != "all" and args.table not in TABLES:
         fail(PROG, f"unknown table {args.table!r}: choose from {', '.join(TABLES)}, all")

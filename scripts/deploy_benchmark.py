@@ -8,9 +8,9 @@ networks and cores (low-rank and small-width, r = 1/32) and the 90% sparse netwo
 ``--networks``, also the depth core's rows (3+1: ATS, every update, trained alone).
 Each runs in
 
-- ``fairseq``: as the study's own fairseq-generate command runs it (``scripts/study_design.generate``:
+- ``fairseq``: as the study's own fairseq-generate command runs it (``harness.study.design.generate``:
   the plugin's task, ``--max-level 1`` for a core, beam and length limits as the study scores them),
-  through ``task.inference_step`` (scripts/bench_engines.py);
+  through ``task.inference_step`` (scripts/harness/bench/engines.py);
 - ``ct2-float32`` and ``ct2-int8``: the network exported with ``fairseq-partitioned-export
   --ctranslate2`` (without and with ``--quantization int8``), in a ``ctranslate2.Translator`` on one
   thread with fairseq-generate's settings. The low-rank core has no CTranslate2 form (docs/deploy.md).
@@ -18,7 +18,7 @@ Each runs in
 For every network and engine: parameters (of the network: the sparse one's non-zero weights; the narrow
 core without its zero q/k rows), the file the engine loads (the exported fairseq checkpoint, the
 low-rank core's compact one; CTranslate2's model.bin), test BLEU (fairseq's tokenized BLEU-4 as the
-study's, scripts/generate_bleu.py) with beam 4 and greedy on the whole test split in batches of 32; for
+study's, scripts/harness/bleu.py) with beam 4 and greedy on the whole test split in batches of 32; for
 a CTranslate2 model, the share of test sentences whose beam-4 hypothesis is fairseq's own ("same
 hyps") and how far its log-probabilities of the test references are from fairseq's ("Δ log p": mean
 over sentences of |difference| in bits per token, EOS included, teacher-forced); and target tokens per
@@ -52,12 +52,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-import console  # noqa: E402  (first: it quiets fairseq's import)
-from console import fail, format_table  # noqa: E402
-import generate_bleu  # noqa: E402
-import study_design  # noqa: E402
-from bench_engines import CTranslate2Engine, FairseqEngine, batches  # noqa: E402
-from bench_timing import timed  # noqa: E402
+from harness import console  # noqa: E402  (first: it quiets fairseq's import)
+from harness import bleu, runner, runs  # noqa: E402
+from harness.bench.engines import CTranslate2Engine, FairseqEngine, batches  # noqa: E402
+from harness.bench.timing import timed  # noqa: E402
+from harness.console import fail, format_table  # noqa: E402
+from harness.study import design  # noqa: E402
 from fairseq_partitioned import checkpoints, deploy  # noqa: E402
 from fairseq_partitioned.cli.export import export  # noqa: E402
 
@@ -77,7 +77,7 @@ QUANTIZATION = {"ct2-float32": None, "ct2-int8": "int8"}
 BEAMS = (4, 1)
 BATCH_SIZES = (1, 32)
 REFERENCE = ("standard/full", "fairseq")
-MAX_LEN_A, MAX_LEN_B = 1.2, 10  # the study's fairseq-generate length limit (study_design.generate)
+MAX_LEN_A, MAX_LEN_B = 1.2, 10  # the study's fairseq-generate length limit (design.generate)
 logger = logging.getLogger(PROG)
 
 
@@ -108,12 +108,12 @@ def parse_args(argv=None):
 # -------------------------------------------------------------------------------------- networks
 def checkpoint_of(args, name: str) -> str:
     """The checkpoint the study scores this network from: its run's checkpoint at U."""
-    row = study_design.ROW[name.split("/")[0]]
-    budget = study_design.Budget(args.updates)
-    ckpt_dir = os.path.join(study_design.run_dir(args.study_dir, row.key, args.seed), "checkpoints")
-    updates = study_design.training_updates(row, budget, budget.updates)
+    row = design.ROW[name.split("/")[0]]
+    budget = design.Budget(args.updates)
+    ckpt_dir = os.path.join(runs.run_dir(args.study_dir, row.key, args.seed), "checkpoints")
+    updates = design.training_updates(row, budget, budget.updates)
     try:
-        return study_design.resolve([study_design.checkpoint_at(ckpt_dir, updates)])[0]
+        return runner.resolve([runner.checkpoint_at(ckpt_dir, updates)])[0]
     except FileNotFoundError as e:
         fail(PROG, f"{name}: {e} (train it: scripts/study.py --rows {row.key})")
 
@@ -128,8 +128,8 @@ def prepare(args, name: str, data: str) -> dict:
     export(ckpt, level, plain)
     counts = checkpoints.parameter_counts(checkpoints.load_lazily(ckpt))
     net = {"name": name, "checkpoint": ckpt, "parameters": counts[network], "engines": {}}
-    task = "translation" if study_design.ROW[row_key].method == "vanilla" else study_design.PLUGIN_TASK
-    fairseq = {beam: FairseqEngine(study_design.generate(data, ckpt, task, network, "test", beam, False)[2:])
+    task = "translation" if design.ROW[row_key].method == "vanilla" else design.PLUGIN_TASK
+    fairseq = {beam: FairseqEngine(design.generate(data, ckpt, task, network, "test", beam, False)[2:])
                for beam in BEAMS}
     net["engines"]["fairseq"] = {"bytes": os.path.getsize(plain), "engine": fairseq}
     convertible = not (network == "core" and row_key == "ats-rank")
@@ -150,16 +150,16 @@ def bleu_pass(net: dict, engine: str, beam: int, test_batches, references) -> di
     for batch in test_batches:
         hyps += net["engines"][engine]["engine"][beam].translate(batch, beam)
     words = [post_process(h) for h in hyps]
-    out = generate_bleu.Output(words, words, references)
-    return {"bleu": generate_bleu.tokenized_bleu(out, compound=study_design.TGT == "de"), "hypotheses": hyps}
+    out = bleu.Output(words, words, references)
+    return {"bleu": bleu.tokenized_bleu(out, compound=design.TGT == "de"), "hypotheses": hyps}
 
 
 def study_bleu(args, name: str):
     """The test BLEU the study itself scored (its generate-NETWORK.txt; batches of 64): a check that this
     script translates as fairseq-generate does."""
     row, network = name.split("/")
-    path = os.path.join(study_design.run_dir(args.study_dir, row, args.seed), f"generate-{network}.txt")
-    scored = generate_bleu.score(path, "tokenized", study_design.TGT)
+    path = os.path.join(runs.run_dir(args.study_dir, row, args.seed), f"generate-{network}.txt")
+    scored = bleu.score(path, "tokenized", design.TGT)
     return None if scored is None else round(scored.bleu, 2)
 
 

@@ -3,7 +3,7 @@
 
     python scripts/make_hydra_configs.py [--output configs/] [--check]
 
-One YAML per run of scripts/tables.py that a user would start by hand: ATS Table 3 (IWSLT14 and
+One YAML per run of scripts/harness/papers/tables.py that a user would start by hand: ATS Table 3 (IWSLT14 and
 WMT17 at its r = 0.03125: standard training, the core alone, alternating training, for the low-rank and
 the small-width core) and every C-GaP run of GaP Tables 4, 6, 8, 9 (appendix B.5), as the plugin's
 one-process C-GaP with the official code's steps and one final fine-tune (reproduce.py runs the tables
@@ -13,11 +13,11 @@ as the official code does: a process per step, a fine-tune branched from every r
         task.data=data-bin/iwslt14.tokenized.de-en checkpoint.save_dir=checkpoints/ats
 
 from the repository root (common.user_dir is the relative path fairseq_partitioned; override it
-elsewhere). Each YAML holds the values that the run's fairseq-train command line (pipeline.py) sets
+elsewhere). Each YAML holds the values that the run's fairseq-train command line (harness/papers/pipeline.py) sets
 differently from the defaults hydra fills in: a registered config class's defaults for task, optimizer,
 lr_scheduler, criterion and the top-level groups; for the model (fairseq's Transformer is a legacy
 model without a config class) whatever the --arch function does not set by itself. So the composed
-configuration is the command line's (tests/test_reproduce.py checks a pair).
+configuration is the command line's (tests/test_reproduce.py checks a pair; the code: harness/papers/hydra_configs.py).
 
 fairseq-hydra-train fills defaults before it imports common.user_dir, so the plugin's task and optimizer
 get their defaults only when fairseq builds them (fairseq merges a config class's defaults again there):
@@ -28,150 +28,14 @@ first: python -c "import fairseq_partitioned; from fairseq_cli.hydra_train impor
 --check compares the files with what this script would write (exit status 1 if they differ).
 """
 import argparse
-import functools
 import os
-import shlex
 
-import tables
-from console import fail
-from pipeline import length_flags, train_flags
-from recipe import PLUGIN, ROOT
+from harness.console import fail
+from harness.papers.generated import write_or_check
+from harness.papers.hydra_configs import config_runs, render
+from harness.recipe import ROOT
 
 PROG = "make_hydra_configs"
-GROUPS = ("common", "dataset", "optimization", "checkpoint", "task", "model", "criterion", "optimizer",
-          "lr_scheduler")
-REGISTRY_GROUPS = ("task", "criterion", "optimizer", "lr_scheduler")
-DATA_PLACEHOLDER = "DATA"
-USER_DIR = "fairseq_partitioned"  # relative: the configs are committed
-
-
-def config_runs():
-    """(config name, run) for every config written."""
-    r = "0.03125"  # ATS Table 3: small_ratio 0.03125
-    out = []
-    for dataset in ("iwslt14", "wmt17"):
-        out.append((f"ats_{dataset}_standard", tables.RUNS[tables.ats_standard(dataset)]))
-        for kind in ("rank", "width"):
-            out.append((f"ats_{dataset}_{kind}_r{r}_core", tables.RUNS[tables.ats_core(dataset, kind, r)]))
-            out.append((f"ats_{dataset}_{kind}_r{r}_alternate",
-                        tables.RUNS[tables.ats_alternate(dataset, kind, r)]))
-    for run in tables.RUNS.values():
-        if run.method == "cgap":
-            out.append((run.id.replace("gap-cgap-", "gap_wmt14_cgap_").replace("-", "_"), run))
-    return out
-
-
-def command_line(run):
-    """The fairseq-train arguments the config stands for (reproduce.py's, without seed and save-dir)."""
-    return train_flags(run, DATA_PLACEHOLDER) + length_flags(run)
-
-
-def parse(argv):
-    """fairseq-train's own parsing: (cfg, args namespace)."""
-    import fairseq_partitioned  # noqa: F401  (registers the task, optimizer and scheduler)
-    from fairseq import options
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    args = options.parse_args_and_arch(options.get_training_parser(), argv)
-    return convert_namespace_to_omegaconf(args), args
-
-
-def model_keys(args) -> list:
-    """The flags of the model class that --arch selects."""
-    from fairseq.models import ARCH_MODEL_REGISTRY
-
-    parser = argparse.ArgumentParser(add_help=False)
-    ARCH_MODEL_REGISTRY[args.arch].add_args(parser)
-    return [a.dest for a in parser._actions if a.dest != "help"]
-
-
-@functools.lru_cache(maxsize=None)
-def _defaults(group: str, name) -> dict:
-    """The defaults hydra composes for a group (a structured config; None where fairseq has none), as plain
-    values: ``{key: (value, whether it is an interpolation)}``. The same for every config: built once."""
-    from fairseq.dataclass.configs import FairseqConfig
-    from fairseq.registry import REGISTRIES
-    from fairseq.tasks import TASK_DATACLASS_REGISTRY
-    from omegaconf import OmegaConf
-
-    if group not in REGISTRY_GROUPS:
-        node = OmegaConf.structured(FairseqConfig)[group]
-    else:
-        registry = TASK_DATACLASS_REGISTRY if group == "task" else REGISTRIES[group]["dataclass_registry"]
-        node = OmegaConf.structured(registry[name]())
-    values = OmegaConf.to_container(node, enum_to_str=True, resolve=False)
-    # `in` as the DictConfig's: a mandatory value ('???') is not in it
-    return {key: (values[key], OmegaConf.is_interpolation(node, key)) for key in node.keys() if key in node}
-
-
-def group_values(cfg, args, group: str, given) -> dict:
-    """The keys of one group that differ from what hydra would fill in without them, and those the
-    command line sets (``given``: flag names as config keys), so the paper's values stay visible."""
-    from fairseq.models import ARCH_CONFIG_REGISTRY
-    from omegaconf import OmegaConf, open_dict
-
-    if group == "model":
-        # the arch function fills a legacy model's missing keys, in fairseq-train and in hydra alike
-        base = OmegaConf.create({"_name": args.arch})
-        with open_dict(base):
-            ARCH_CONFIG_REGISTRY[args.arch](base)
-        values = {"_name": args.arch}
-        for key in model_keys(args):
-            value = getattr(args, key, None)
-            if key in given or (key in base and base[key] != value) or (key not in base and value is not None):
-                values[key] = value
-        return values
-    node = cfg[group]
-    resolved = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    defaults = _defaults(group, resolved.get("_name"))
-    values = {"_name": resolved["_name"]} if group in REGISTRY_GROUPS else {}
-    for key, value in resolved.items():
-        if key == "_name" or key not in defaults or defaults[key][1]:
-            continue  # interpolations follow the keys they point at
-        default = defaults[key][0]
-        if value != default or key in given:
-            values[key] = value
-    return values
-
-
-def config(run) -> dict:
-    argv = command_line(run)
-    given = {a[2:].replace("-", "_") for a in argv if a.startswith("--")}
-    cfg, args = parse(argv)
-    out = {group: group_values(cfg, args, group, given) for group in GROUPS}
-    out["task"]["data"] = "???"  # mandatory: task.data=...
-    out["common"]["user_dir"] = USER_DIR
-    return {g: v for g, v in out.items() if v}
-
-
-def render(name: str, run) -> str:
-    from omegaconf import OmegaConf
-
-    body = {"hydra": {"run": {"dir": "."}}}  # no output/DATE folder, no chdir: relative paths keep working
-    body.update(config(run))
-    cells = [f"{t.name} {row.label}: {column}" for t in tables.TABLES.values() for row in t.rows
-             for column, cell in row.cells.items() if cell.run == run.id]
-    command = shlex.join(["fairseq-train"] + command_line(run)).replace(PLUGIN, USER_DIR)
-    header = [
-        f"# {name}: run {run.id} of scripts/tables.py ({'; '.join(dict.fromkeys(cells))})",
-        "# Generated by scripts/make_hydra_configs.py: edit tables.py and regenerate, not this file.",
-        f"# fairseq-hydra-train --config-dir configs --config-name {name} task.data={DATA_PLACEHOLDER}",
-        "# The same run as:",
-        *("#   " + line for line in _wrap(command)),
-    ]
-    return "\n".join(header) + "\n" + OmegaConf.to_yaml(OmegaConf.create(body))
-
-
-def _wrap(text: str, width: int = 100):
-    line = ""
-    for word in text.split(" "):
-        if line and len(line) + len(word) + 1 > width:
-            yield line
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    if line:
-        yield line
 
 
 def main(argv=None):
@@ -179,18 +43,8 @@ def main(argv=None):
     parser.add_argument("--output", default=os.path.join(ROOT, "configs"))
     parser.add_argument("--check", action="store_true", help="only compare the files with what would be written")
     args = parser.parse_args(argv)
-    stale = []
-    for name, run in config_runs():
-        path = os.path.join(args.output, f"{name}.yaml")
-        text = render(name, run)
-        if args.check:
-            if not os.path.isfile(path) or open(path).read() != text:
-                stale.append(path)
-            continue
-        os.makedirs(args.output, exist_ok=True)
-        with open(path, "w") as f:
-            f.write(text)
-        print(path)
+    stale = write_or_check(((os.path.join(args.output, f"{name}.yaml"), render(name, run)) for name, run in config_runs()),
+                           args.check)
     if stale:
         fail(PROG, f"out of date (run scripts/make_hydra_configs.py): {', '.join(stale)}")
 

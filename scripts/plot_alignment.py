@@ -15,7 +15,7 @@ import os
 import re
 from typing import Dict, List, Tuple
 
-from console import fail
+from harness.console import fail
 
 PROG = "plot_alignment"
 

@@ -5,7 +5,7 @@
         [--warmup 100]
 
 1. prepares the bundled English -> Spanish Bible corpus (data-prep/prepare_bible.py);
-2. trains, side by side (one CPU core each), the study's two ATS rows (scripts/study_design.py) on a
+2. trains, side by side (one CPU core each), the study's two ATS rows (scripts/harness/study/design.py) on a
    3+3-layer Transformer of d=128 (--width 256: the study's model, about twice as slow): alternating
    training with a low-rank core r = 1/32, and the same core trained alone (--max-level 1), for the same
    number of updates;
@@ -20,10 +20,10 @@ import argparse
 import os
 import time
 
-import runner
-import study_design
-import study_report
-from console import fail, format_table, shown
+from harness import runner
+from harness.console import fail, format_table, shown
+from harness.recipe import ROOT
+from harness.study import design, report
 
 PROG = "quickstart"
 ROWS = ("ats-rank", "core-rank")
@@ -31,7 +31,7 @@ ROWS = ("ats-rank", "core-rank")
 
 def main():
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
-    parser.add_argument("--workdir", default=os.path.join(study_design.ROOT, "quickstart"))
+    parser.add_argument("--workdir", default=os.path.join(ROOT, "quickstart"))
     parser.add_argument("--updates", type=int, default=800, help="updates of each run (default 800)")
     parser.add_argument("--width", type=int, default=128, choices=[128, 256], help="d (FFN 4d, 4 heads; default 128)")
     parser.add_argument("--lr", type=float, default=0.003, help="peak learning rate (default 0.003)")
@@ -42,16 +42,16 @@ def main():
     start = time.time()
     workdir = os.path.abspath(args.workdir)
     os.makedirs(workdir, exist_ok=True)
-    data = study_design.prepare_data(workdir, PROG)
-    budget = study_design.Budget(args.updates, model=study_design.model(args.width, 4 * args.width, 4),
+    data = design.prepare_data(workdir, PROG)
+    budget = design.Budget(args.updates, model=design.model(args.width, 4 * args.width, 4),
                                  lr=args.lr, warmup_updates=args.warmup, interval=args.updates)
-    rows = [study_design.ROW[key] for key in ROWS]
-    jobs = [job for row in rows for job in study_design.jobs(row, 1, workdir, data, budget, curves=False)]
+    rows = [design.ROW[key] for key in ROWS]
+    jobs = [job for row in rows for job in design.jobs(row, 1, workdir, data, budget, curves=False)]
     print(f"{PROG}: training the two runs side by side, {args.updates} updates each (logs: "
           f"{shown(workdir)}/{{{','.join(ROWS)}}}/seed1/train.log), then translating the test split", flush=True)
     runner.run_jobs(jobs, parallel=2, threads=1, prog=PROG)
-    bleu = {(row.key, net): study_report.test_bleu(workdir, row, 1, net) for row in rows for net in row.networks}
-    params = {(row.key, net): study_report.parameters(workdir, row, [1], net) for row in rows for net in row.networks}
+    bleu = {(row.key, net): report.test_bleu(workdir, row, 1, net) for row in rows for net in row.networks}
+    params = {(row.key, net): report.parameters(workdir, row, [1], net) for row in rows for net in row.networks}
     table = [["ATS core (alternating training)", ("ats-rank", "core")],
              ["the same core trained alone", ("core-rank", "core")],
              ["ATS full network", ("ats-rank", "full")]]

@@ -6,14 +6,16 @@
 
 TABLE: ats-1a, ats-1b, ats-2a, ats-2b (ATS Tables 1-2, hyper-parameters of its Table 3), gap-4, gap-6,
 gap-8, gap-9 (GaP Tables 4, 6, 8, 9, appendix B.5), or all. The tables, their runs and the papers'
-numbers are in scripts/tables.py, their command lines and outputs in scripts/pipeline.py.
+numbers are in scripts/harness/papers/tables.py, their command lines and outputs in
+scripts/harness/papers/pipeline.py.
 
 For every seed and every run of the table (OUTPUT_DIR/RUN/seedN/): the training command(s) (log in
 train.log; checkpoints in checkpoints/), then fairseq-generate for each network the table evaluates,
 into generate-full.txt / generate-core.txt (ATS: the full network and the core, --max-level 1) or
 generate-sparse.txt (GaP), and run.json (the cells it fills, the commands, parameter counts). A step
-already recorded in run.json is not run again, so an interrupted reproduction resumes (fairseq-train
-itself resumes from checkpoint_last.pt; a prune-from-dense fine-tune starts again from pruned.pt).
+done before (its marker .done-LOG beside its log) is not run again, so an interrupted reproduction
+resumes (fairseq-train itself resumes from checkpoint_last.pt; a prune-from-dense fine-tune starts
+again from pruned.pt).
 Runs shared by tables (the standard Transformer of ATS Tables 1a/2a, the C-GaP 90% kappa=3 run of
 GaP Tables 4/6/8) are trained once. Then: python scripts/collect_results.py TABLE --runs OUTPUT_DIR.
 
@@ -29,55 +31,25 @@ Commands run as `python -m fairseq_cli.train` etc. of this interpreter, with --u
 this checkout's fairseq_partitioned, so they need no PATH.
 """
 import argparse
-import fnmatch
 import os
 import shlex
 import sys
-from typing import Dict, List, Optional
+from typing import List
 
-from console import fail, seed_list
-from pipeline import checkpoint_parameters, command_line, read_record, run_dir, steps, write_record
-from recipe import PROGRAMS, ROOT
-from runner import run_logged
-from tables import DATASETS, RECIPES, RUNS, TABLES
+from harness import runs
+from harness.console import fail, seed_list
+from harness.papers.pipeline import (SMOKE_DATA, checkpoint_parameters, command_line, record_path, select,
+                                     smoke_data_command, steps)
+from harness.papers.tables import DATASETS, RECIPES, TABLES
+from harness.recipe import PROGRAMS, ROOT
+from harness.runner import run_logged
 
 PROG = "reproduce"
-SMOKE_DATA = "smoke-data"
 
 
 def executable(argv: List[str]) -> List[str]:
     """A step's command line with its console script run as a module of this interpreter (no PATH needed)."""
     return [sys.executable, *PROGRAMS[argv[0]], *argv[1:]]
-
-
-# ------------------------------------------------------------------------------------------ selection
-
-
-def select(table_names: List[str], patterns: Optional[List[str]]):
-    """[(run, [(table, row, column, cell)])] in table order, dependencies (the dense pretrain) first."""
-    chosen: Dict[str, list] = {}
-    matched = set()
-    for name in table_names:
-        for row in TABLES[name].rows:
-            for column, cell in row.cells.items():
-                hits = [p for p in patterns or ["*"] if fnmatch.fnmatchcase(row.key, p)
-                        or fnmatch.fnmatchcase(cell.run, p)]
-                if hits:
-                    matched.update(hits)
-                    chosen.setdefault(cell.run, []).append((name, row, column, cell))
-    for p in patterns or []:
-        if p not in matched:
-            keys = sorted({r.key for n in table_names for r in TABLES[n].rows})
-            fail(PROG, f"--rows pattern {p!r} matches no row or run of {', '.join(table_names)} "
-                       f"(rows: {', '.join(keys)})")
-    ordered: List[str] = []
-    for run_id in chosen:
-        after = RUNS[run_id].after
-        if after and after not in ordered:
-            ordered.append(after)
-        if run_id not in ordered:
-            ordered.append(run_id)
-    return [(RUNS[r], chosen.get(r, [])) for r in ordered]
 
 
 def all_cells(run_id: str) -> List[dict]:
@@ -106,8 +78,7 @@ def check_data(path: str, dataset: str):
 
 def prepare_smoke_data(output_dir: str, dry_run: bool):
     base = os.path.join(output_dir, SMOKE_DATA)
-    cmd = [sys.executable, os.path.join(ROOT, "data-prep", "prepare_sample.py"),
-           "--output", os.path.join(base, "text"), "--binarize", os.path.join(base, "data-bin")]
+    cmd = smoke_data_command(output_dir, os.path.join(base, "data-bin"))
     if dry_run:
         print(f"# the bundled IWSLT14 sample, if {base}/data-bin is missing")
         print(shlex.join(["python", *cmd[1:]]))
@@ -125,14 +96,13 @@ def _env(smoke: bool) -> dict:
 
 
 def reproduce_run(run, cells, seed: int, args, env: dict):
-    d = run_dir(args.output_dir, run.id, seed)
+    d = runs.run_dir(args.output_dir, run.id, seed)
     # a run needed only as a dependency (the dense pretrain of prune-from-dense) is trained, not translated
     todo = steps(run, seed, data_path(args, run.dataset), args.output_dir, args.smoke, args.pgap_parallel,
                  networks={cell.network for *_, cell in cells})
-    record = read_record(d)
+    record = runs.read_record(record_path(d))
     if record.get("smoke", args.smoke) != args.smoke:
         fail(PROG, f"{d} holds {'smoke' if record['smoke'] else 'full'} runs: use another --output-dir")
-    done = set(record.get("completed", []))
     record.update({
         "run": run.id, "seed": seed, "dataset": run.dataset, "method": run.method, "smoke": args.smoke,
         "target_lang": "en" if args.smoke else DATASETS[run.dataset].target,
@@ -140,18 +110,17 @@ def reproduce_run(run, cells, seed: int, args, env: dict):
         "commands": {**record.get("commands", {}), **{s.name: command_line(s) for s in todo}},
         "completed": list(record.get("completed", [])),
     })
-    os.makedirs(d, exist_ok=True)
-    write_record(d, record)
+    runs.write_record(record_path(d), record)
     for step in todo:
-        if step.name in done:
+        if step.done:
             continue
-        # a resumed training appends to its log
         run_logged(PROG, f"{run.id} seed {seed}: {step.name}", executable(step.argv), step.log, env=env,
                    append=step.name.startswith(("train", "finetune")))  # a resumed training appends
+        step.mark_done()
         record["completed"].append(step.name)
         if step.name in ("train", "select") or step.name.startswith("generate"):
             record["parameters"] = {**record.get("parameters", {}), **checkpoint_parameters(run, d)}
-        write_record(d, record)
+        runs.write_record(record_path(d), record)
 
 
 def dry_run(args, names: List[str], seeds: List[int], selection):
@@ -189,7 +158,10 @@ def main(argv=None):
     names = list(TABLES) if args.table == "all" else [args.table]
     seeds = args.seeds or ([1] if args.smoke else [1, 2, 3])
     patterns = [p.strip() for p in args.rows.split(",") if p.strip()] if args.rows else None
-    selection = select(names, patterns)
+    try:
+        selection = select(names, patterns)
+    except ValueError as e:
+        fail(PROG, str(e))
     if args.dry_run:
         return dry_run(args, names, seeds, selection)
 

@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 
-from console import fail
+from harness.console import fail
 
 PROG = "select_best"
 

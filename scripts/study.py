@@ -4,7 +4,7 @@
     python scripts/study.py [--output-dir study] [--seeds 1] [--updates 1500] [--rows ROW,...]
         [--parallel 2] [--threads 1] [--dry-run] [--report-only]
 
-Trains every row of scripts/study_design.py for one fixed update budget, side by side (``--parallel``
+Trains every row of scripts/harness/study/design.py for one fixed update budget, side by side (``--parallel``
 commands at a time, ``--threads`` each), translates the test split with every network of each row from
 its last checkpoint, and writes OUTPUT/study.md (a table: mean (std) test BLEU over the seeds with
 parameters, beside the papers' claims), OUTPUT/study.png (BLEU against parameters) and
@@ -22,12 +22,11 @@ import argparse
 import os
 import sys
 
-import console
-import runner
-import study_design
-import study_report
-from console import seed_list
-from study_design import CHOICES, ROWS, Budget
+from harness import console, runner, runs
+from harness.console import seed_list
+from harness.recipe import ROOT
+from harness.study import design, report
+from harness.study.design import CHOICES, ROWS, Budget
 
 PROG = "study"
 
@@ -35,14 +34,14 @@ PROG = "study"
 def main(argv=None):
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--output-dir", default=os.path.join(study_design.ROOT, "study"))
+    parser.add_argument("--output-dir", default=os.path.join(ROOT, "study"))
     parser.add_argument("--seeds", type=seed_list, default=[1], help="comma-separated seeds (default 1)")
     parser.add_argument("--updates", type=int, default=1500, help="U: every row's number of updates")
     parser.add_argument("--max-tokens", type=int, default=2048)
     parser.add_argument("--interval", type=int, default=250,
                         help="updates between validations and checkpoints, scored on the valid split (default 250)")
     parser.add_argument("--train-to", type=int, default=0,
-                        help=f"train the --rows further, to this many updates ({', '.join(study_design.EXTENSIBLE)})")
+                        help=f"train the --rows further, to this many updates ({', '.join(design.EXTENSIBLE)})")
     parser.add_argument("--rows", default=None,
                         help=f"comma-separated row keys (default: the comparisons; with --report-only, every row "
                              f"the output directory holds; also {', '.join(r.key for r in CHOICES)}: "
@@ -65,13 +64,13 @@ def main(argv=None):
     if args.rows is not None:
         rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     elif args.report_only:  # every row that has a run on disk, in the study's order
-        rows = [key for key in study_design.ROW if os.path.isdir(os.path.join(output, key))]
+        rows = [key for key in design.ROW if os.path.isdir(os.path.join(output, key))]
     else:
         rows = [r.key for r in ROWS]
-    unknown = [r for r in rows if r not in study_design.ROW]
+    unknown = [r for r in rows if r not in design.ROW]
     if unknown:
-        console.fail(PROG, f"--rows: unknown row {unknown[0]!r}; rows: {', '.join(study_design.ROW)}")
-    budget = Budget(args.updates, model=study_design.SMOKE_MODEL if args.smoke else study_design.MODEL,
+        console.fail(PROG, f"--rows: unknown row {unknown[0]!r}; rows: {', '.join(design.ROW)}")
+    budget = Budget(args.updates, model=design.SMOKE_MODEL if args.smoke else design.MODEL,
                     max_tokens=args.max_tokens, interval=args.interval)
     if args.parallel < 1 or args.threads < 1 or args.interval < 1:
         console.fail(PROG, "--parallel, --threads and --interval must be >= 1")
@@ -83,7 +82,7 @@ def main(argv=None):
     data = os.path.join(output, "data-bin")
     try:
         jobs = [j for row in rows for seed in args.seeds
-                for j in study_design.jobs(study_design.ROW[row], seed, output, data, budget, args.train_to, args.smoke,
+                for j in design.jobs(design.ROW[row], seed, output, data, budget, args.train_to, args.smoke,
                                            curves=not args.no_curves)]
     except ValueError as e:
         console.fail(PROG, f"--train-to: {e}")
@@ -93,19 +92,19 @@ def main(argv=None):
         return runner.print_dry_run(jobs)
     if not args.report_only:
         os.makedirs(output, exist_ok=True)
-        study_design.prepare_data(output, PROG, limit=200 if args.smoke else 0)
+        design.prepare_data(output, PROG, limit=200 if args.smoke else 0)
         command = "python scripts/study.py " + " ".join(argv if argv is not None else sys.argv[1:])
         runner.run_recorded(jobs, args.parallel, args.threads, PROG, command,
-                            lambda entry: study_report.record_invocation(output, entry))
+                            lambda entry: runs.record_invocation(output, entry))
     if args.recorded:
-        study_report.use_records(args.recorded)
+        report.use_records(args.recorded)
     if not os.path.isdir(output) and not args.recorded:
         console.fail(PROG, f"--report-only: no study in {output} (--output-dir)")
     os.makedirs(output, exist_ok=True)
-    paths = study_report.write(output, [study_design.ROW[r] for r in rows], args.seeds, budget)
+    paths = report.write(output, [design.ROW[r] for r in rows], args.seeds, budget)
     if args.write_records:
-        paths += study_report.write_records(output, [study_design.ROW[r] for r in rows], args.seeds, budget,
-                                            args.write_records, study_report.checkout_commit())
+        paths += report.write_records(output, [design.ROW[r] for r in rows], args.seeds, budget,
+                                            args.write_records, report.checkout_commit())
     print(f"{PROG}: wrote {', '.join(paths)}")
 
 

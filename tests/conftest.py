@@ -8,10 +8,13 @@ import sys
 # Before torch is imported: it reads the variable once.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-# Tests import the plugin from this checkout and the helpers beside them.
+# Tests import the plugin from this checkout and the helpers beside them; the scripts' machinery by its package
+# path (``from harness.papers import tables``), scripts/ last on the path as a command running from it has it
+# first; a command itself by its file (fairseq_helpers.command).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.append(os.path.join(ROOT, "scripts"))
 
 import fairseq_partitioned  # noqa: E402,F401  (registers the task and optimizer)
 

@@ -4,6 +4,7 @@ Dummy parallel data, fairseq-preprocess, fairseq-train and fairseq-generate, run
 fairseq's CLI entry points so a test exercises exactly what a user's command line does.
 """
 import contextlib
+import importlib.util
 import io
 import os
 import random
@@ -15,7 +16,8 @@ import torch
 from fairseq import distributed_utils, options
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fairseq_partitioned")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN_DIR = os.path.join(ROOT, "fairseq_partitioned")
 
 TINY_ARCH = [
     "--arch", "transformer",
@@ -24,6 +26,16 @@ TINY_ARCH = [
     "--encoder-ffn-embed-dim", "32", "--decoder-ffn-embed-dim", "32",
     "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
 ]
+
+
+def command(name: str):
+    """The command scripts/NAME.py as a module, loaded from its file (its ``main``, ``parse_args``): a command is a
+    file to run, not a module on the path; the harness it imports is (conftest.py)."""
+    spec = importlib.util.spec_from_file_location(f"scripts.{name}", os.path.join(ROOT, "scripts", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does: its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def create_dummy_data(data_dir: str, num_examples: int = 100, maxlen: int = 12, seed: int = 0):

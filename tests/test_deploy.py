@@ -2,7 +2,6 @@
 CTranslate2's converter reads, converts with CTranslate2's own converter, and translates there as
 fairseq-generate does; the small-width core exports as the narrow standard Transformer it is; the
 low-rank core is refused in one line; docs/deploy.md's commands run as written."""
-import importlib.util
 import os
 import re
 import shlex
@@ -192,7 +191,7 @@ def _doc_commands():
     return found
 
 
-def test_the_deploy_docs_measurement_commands_parse(tmp_path, monkeypatch):
+def test_the_deploy_docs_measurement_commands_parse(tmp_path):
     """The commands that measured docs/deploy.md's table name scripts that exist and flags they take:
     the study's prints its commands (--dry-run), the benchmark's parses its arguments."""
     measured = [a for a in _doc_commands() if a[0] == "python"]
@@ -207,11 +206,7 @@ def test_the_deploy_docs_measurement_commands_parse(tmp_path, monkeypatch):
             rows = argv[argv.index("--rows") + 1].split(",")
             assert all(f"# {row}/seed1/" in done.stdout for row in rows) and "fairseq_cli.train" in done.stdout
         else:
-            monkeypatch.syspath_prepend(os.path.dirname(script))
-            spec = importlib.util.spec_from_file_location("deploy_benchmark", script)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            args = module.parse_args(argv[2:])
+            args = h.command("deploy_benchmark").parse_args(argv[2:])
             assert args.study_dir == "study" and args.rounds == 3
 
 

@@ -2,17 +2,16 @@
 step going on from the one before, the control on the study's schedule; and how a step continues."""
 import json
 import os
-import sys
 
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import fairseq_helpers as h
+from harness import runner
+from harness.ladder import design as ladder, report as ladder_report, steps as ladder_steps
+from harness.study.design import Budget
 
-import gap_ladder  # noqa: E402
-import runner  # noqa: E402
-from study_design import Budget  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _flag(job, flag):
@@ -20,7 +19,7 @@ def _flag(job, flag):
 
 
 def _ladder(tmp_path, rungs=(750, 3000, 6000)):
-    return {j.name: j for j in gap_ladder.jobs(str(tmp_path), "DATA", list(rungs), 1, Budget(1500), smoke=False)}
+    return {j.name: j for j in ladder.jobs(str(tmp_path), "DATA", list(rungs), 1, Budget(1500), smoke=False)}
 
 
 def test_every_rung_has_the_papers_proportions(tmp_path):
@@ -77,13 +76,9 @@ def test_the_control_is_the_studys_schedule_as_processes(tmp_path):
 
 
 def test_grown_share_counts_the_kept_weights_the_step_grew():
-    import torch
-
-    import gap_steps
-
     before = {"a": torch.tensor([True, False, False, False]), "b": torch.tensor([False, True])}
     new = {"a": torch.tensor([True, True, False, True]), "b": torch.tensor([True, False])}
-    assert gap_steps.grown_share(new, before) == 3 / 4  # a: 2 of 3 kept were grown; b: 1 of 1
+    assert ladder_steps.grown_share(new, before) == 3 / 4  # a: 2 of 3 kept were grown; b: 1 of 1
 
 
 def test_the_steps_of_a_run_in_processes_are_measured_as_its_validation_saw_them(data_dir, tmp_path):
@@ -92,9 +87,6 @@ def test_the_steps_of_a_run_in_processes_are_measured_as_its_validation_saw_them
     grown partition dense is another model, and step 0's share is measured against the initial masks."""
     import json
     import logging
-
-    import fairseq_helpers as h
-    import gap_steps
 
     flags = ["--gap-sparsity", "0.75", "--gap-partitions", "2", "--max-update", "6", "--max-epoch", "0",
              "--log-format", "json", "--lr", "0.02"]
@@ -120,7 +112,7 @@ def test_the_steps_of_a_run_in_processes_are_measured_as_its_validation_saw_them
             root.setLevel(level)
             handler.close()
         logs.append(log)
-    rows = gap_steps.analyse(str(tmp_path), data_dir)
+    rows = ladder_steps.analyse(str(tmp_path), data_dir)
     assert [r["step"] for r in rows] == [0, 1]
     for row, log in zip(rows, logs):
         logged = [json.loads(line[line.index("{"):]) for line in open(log) if '"valid_loss"' in line]
@@ -130,9 +122,7 @@ def test_the_steps_of_a_run_in_processes_are_measured_as_its_validation_saw_them
 
 
 def test_the_report_of_a_ladder_not_started_has_every_row_and_no_number(tmp_path):
-    import gap_ladder_report
-
-    paths = gap_ladder_report.write(str(tmp_path), [750, 3000], 1, Budget(1500).cgap(), 1500)
+    paths = ladder_report.write(str(tmp_path), [750, 3000], 1, Budget(1500).cgap(), 1500)
     report = open(paths[0]).read()
     rows = [line for line in report.splitlines() if line.startswith(("| 750 |", "| 3000 |"))]
     assert len(rows) == 2 and all(set(cell.strip()) <= set("-") for row in rows for cell in row.split("|")[3:-1])
@@ -160,54 +150,46 @@ def test_a_training_scored_at_an_update_between_save_intervals_is_found_in_check
 
 def _record(tmp_path, rungs=(750, 3000)):
     """A ladder.json as the report writes one, of a ladder with a valid loss at D in each prune-from-dense run."""
-    import gap_ladder_report
-
     output = tmp_path / "measured"
     for dense in rungs:
         log = output / f"prune-{dense}" / "seed1" / "train.log"
         log.parent.mkdir(parents=True)
         log.write_text('| valid | {"epoch": 2, "valid_loss": "%.3f", "valid_num_updates": "%d"}\n'
                        % (5 + dense / 1e4, dense))
-    paths = gap_ladder_report.write(str(output), list(rungs), 1, Budget(1500).cgap(), 1500)
+    paths = ladder_report.write(str(output), list(rungs), 1, Budget(1500).cgap(), 1500)
     return output, paths[1]
 
 
 def test_the_report_takes_the_rungs_without_runs_from_a_record_and_marks_them(tmp_path):
     import json
 
-    import gap_ladder_report
-
     measured, record = _record(tmp_path)
     assert json.load(open(record))["rungs"]["3000"]["prune"] == [None, 5.3]
     # a ladder of the longest rung alone, its prune-from-dense at 6,000 measured; 750 and 3000 from the record
     output, _ = _record(tmp_path / "later", rungs=(6000,))
-    paths = gap_ladder_report.write(str(output), [6000], 1, Budget(1500).cgap(), 1500, recorded=record)
+    paths = ladder_report.write(str(output), [6000], 1, Budget(1500).cgap(), 1500, recorded=record)
     report = open(paths[0]).read()
     rows = {line.split("|")[1].strip(): line for line in report.splitlines() if line.startswith("| ")}
     assert "- / 5.075" in rows["750*"] and "- / 5.300" in rows["3000*"] and "- / 5.600" in rows["6000"]
     assert f"From the record {record}" in report and "measured in measured/, report of" in report
     # the merged ladder.json is itself a record: every rung with its source
-    merged = gap_ladder_report.load_record(paths[1])
+    merged = ladder_report.load_record(paths[1])
     assert list(merged["rungs"]) == ["750", "3000", "6000"]
     assert merged["rungs"]["750"]["source"] == json.load(open(record))["rungs"]["750"]["source"]
     assert merged["rungs"]["6000"]["source"].startswith(f"measured in {output.name}/")
 
 
 def test_a_measured_rung_is_not_replaced_by_the_record(tmp_path):
-    import gap_ladder_report
-
     _, record = _record(tmp_path)
     output, _ = _record(tmp_path / "again", rungs=(3000,))
     with open(output / "prune-3000" / "seed1" / "train.log", "w") as f:
         f.write('| valid | {"epoch": 6, "valid_loss": "4.000", "valid_num_updates": "3000"}\n')
-    report = open(gap_ladder_report.write(str(output), [3000], 1, Budget(1500).cgap(), 1500, record)[0]).read()
+    report = open(ladder_report.write(str(output), [3000], 1, Budget(1500).cgap(), 1500, record)[0]).read()
     assert "| 3000 |" in report and "- / 4.000" in report and "| 750* |" in report and "5.300" not in report
 
 
 def test_a_rung_measured_in_part_takes_the_networks_it_lacks_from_the_record(tmp_path):
     import json
-
-    import gap_ladder_report
 
     # the record: rung 3000's prune-from-dense (valid 5.300) and its steps
     _, record = _record(tmp_path)
@@ -220,46 +202,42 @@ def test_a_rung_measured_in_part_takes_the_networks_it_lacks_from_the_record(tmp
     log = output / "cgap-3000" / "seed1" / "finetune1.log"
     log.parent.mkdir(parents=True)
     log.write_text('| valid | {"epoch": 6, "valid_loss": "5.100", "valid_num_updates": "3000"}\n')
-    paths = gap_ladder_report.write(str(output), [3000], 1, Budget(1500).cgap(), 1500, record)
+    paths = ladder_report.write(str(output), [3000], 1, Budget(1500).cgap(), 1500, record)
     report = open(paths[0]).read()
     row = next(line for line in report.splitlines() if line.startswith("| 3000 "))
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[3:6] == ["- / 5.300*", "- / 5.100", "- / -0.200"]  # prune from the record, marked; C-GaP measured
     assert cells[2] == "-" and "C-GaP, D = 3000* (N = 750)" in report  # the steps from the record, marked
     assert "D = 3000's prune-from-dense, the steps" in report
-    merged = gap_ladder_report.load_record(paths[1])["rungs"]["3000"]
+    merged = ladder_report.load_record(paths[1])["rungs"]["3000"]
     assert merged["recorded"] == [{"cells": ["prune", "steps"], "source": rec["rungs"]["3000"]["source"]}]
     assert merged["source"].startswith("measured in again/")
     # the merged record, recorded again, keeps where each cell was measured
     later = tmp_path / "later"
     later.mkdir()
-    again = gap_ladder_report.write(str(later), [3000], 1, Budget(1500).cgap(), 1500, paths[1])
-    assert gap_ladder_report.load_record(again[1])["rungs"]["3000"]["recorded"] == merged["recorded"]
+    again = ladder_report.write(str(later), [3000], 1, Budget(1500).cgap(), 1500, paths[1])
+    assert ladder_report.load_record(again[1])["rungs"]["3000"]["recorded"] == merged["recorded"]
     assert "D = 3000's prune-from-dense, the steps" in open(again[0]).read()
 
 
 def test_a_record_that_is_not_one_stops_the_ladder_before_it_starts(tmp_path):
-    import gap_ladder_report
-
     bad = tmp_path / "bad.json"
     for broken in ({"source": "s", "recorded": [{"cells": ["dense"]}]},
                    {"source": "s", "recorded": [{"source": "s", "cells": ["dense", "bleu"]}]},
                    {"source": "s", "recorded": [{"source": "s"}]}):
         bad.write_text(json.dumps({"rungs": {"750": broken}, "control": {"source": "s"}}))
         with pytest.raises(ValueError, match="not a ladder record"):
-            gap_ladder_report.load_record(str(bad))
+            ladder_report.load_record(str(bad))
     bad.write_text('{"rungs": {"750": {"dense": [1, 2]}}}')
     with pytest.raises(ValueError, match="not a ladder record"):
-        gap_ladder_report.load_record(str(bad))
+        ladder_report.load_record(str(bad))
     for path in (str(bad), str(tmp_path / "missing.json")):
         with pytest.raises(SystemExit, match=r"^gap-ladder: error: --recorded .*: not a ladder record"):
-            gap_ladder.main(["--output-dir", str(tmp_path / "ladder"), "--recorded", path])
+            h.command("gap_ladder").main(["--output-dir", str(tmp_path / "ladder"), "--recorded", path])
     assert not (tmp_path / "ladder").exists()  # nothing prepared, nothing trained
 
 
 def test_the_repositorys_record_holds_the_measured_rungs():
-    import gap_ladder_report
-
-    record = gap_ladder_report.load_record(os.path.join(ROOT, "docs", "gap-ladder.json"))
+    record = ladder_report.load_record(os.path.join(ROOT, "docs", "gap-ladder.json"))
     assert sorted(record["rungs"], key=int) == ["750", "3000", "6000"]
     assert [len(r["steps"]) for r in record["rungs"].values()] == [4, 4, 7]

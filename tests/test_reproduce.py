@@ -5,10 +5,8 @@
     end to end on the bundled sample and the collector prints the tables; (c) the collector on hand-made
     fairseq-generate outputs: BLEU conventions, missing seeds reported; (d) a config of configs/ composed
     by fairseq's hydra machinery equals the fairseq-train command line it stands for; (e) what the scripts
-    share: a failing command is a one-line error after its log's tail, tables align, BLEU of one file,
-    imports among scripts/ one-way.
+    share: a failing command is a one-line error after its log's tail, tables align, BLEU of one file.
 """
-import ast
 import json
 import os
 import shlex
@@ -17,16 +15,14 @@ import sys
 
 import pytest
 
+import fairseq_helpers as h
+from harness import bleu, console, runner
+from harness.papers import hydra_configs, tables
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "scripts")
-sys.path.insert(0, SCRIPTS)
-
-import collect_results  # noqa: E402
-import console  # noqa: E402
-import generate_bleu  # noqa: E402
-import reproduce  # noqa: E402
-import runner  # noqa: E402
-import tables  # noqa: E402
+reproduce = h.command("reproduce")
+collect_results = h.command("collect_results")
 
 # hydra's deprecation notices about fairseq's way of composing (multi-line: pytest.ini's filters miss them)
 pytestmark = pytest.mark.filterwarnings(
@@ -291,17 +287,17 @@ def test_collector_reports_missing_runs_and_seeds(tmp_path, capsys):
 
 def test_tokenized_bleu_is_fairseqs_and_compound_split():
     from fairseq.data import Dictionary
-    from fairseq.scoring import bleu
+    from fairseq.scoring import bleu as fairseq_bleu
 
-    out = generate_bleu.Output([h for h, _ in SENTS], [h for h, _ in SENTS], [r for _, r in SENTS])
+    out = bleu.Output([h for h, _ in SENTS], [h for h, _ in SENTS], [r for _, r in SENTS])
     d = Dictionary()  # fairseq-score: a fresh dictionary, hypothesis encoded first
-    scorer = bleu.Scorer(bleu.BleuConfig(pad=d.pad(), eos=d.eos(), unk=d.unk()))
+    scorer = fairseq_bleu.Scorer(fairseq_bleu.BleuConfig(pad=d.pad(), eos=d.eos(), unk=d.unk()))
     for hyp, ref in SENTS:
         hyp_ids = d.encode_line(hyp)
         scorer.add(d.encode_line(ref), hyp_ids)
-    assert generate_bleu.tokenized_bleu(out, compound=False) == pytest.approx(scorer.score(), abs=1e-9)
-    assert generate_bleu.compound_split("a well-known c-d-e") == "a well ##AT##-##AT## known c ##AT##-##AT## d-e"
-    assert generate_bleu.tokenized_bleu(out, compound=True) != generate_bleu.tokenized_bleu(out, compound=False)
+    assert bleu.tokenized_bleu(out, compound=False) == pytest.approx(scorer.score(), abs=1e-9)
+    assert bleu.compound_split("a well-known c-d-e") == "a well ##AT##-##AT## known c ##AT##-##AT## d-e"
+    assert bleu.tokenized_bleu(out, compound=True) != bleu.tokenized_bleu(out, compound=False)
 
 
 def test_sacrebleu_detokenizes_and_signs(tmp_path):
@@ -309,9 +305,9 @@ def test_sacrebleu_detokenizes_and_signs(tmp_path):
 
     path = str(tmp_path / "g.txt")
     write_generate(path, SENTS)
-    out = generate_bleu.read_generate(path)
+    out = bleu.read_generate(path)
     assert out.references[0] == SENTS[0][1]  # ordered by sentence id
-    score, signature = generate_bleu.sacrebleu_bleu(out, "en")
+    score, signature = bleu.sacrebleu_bleu(out, "en")
     hyps = ["the cat sat on the mat.", "a well-known man went to the market today.",
             "we'll see what happens next week.", "das ist ein sehr gutes Beispiel."]
     refs = ["the cat sat on the mat.", "a well-known man goes to the market today.",
@@ -319,19 +315,19 @@ def test_sacrebleu_detokenizes_and_signs(tmp_path):
     assert score == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
     assert "tok:13a" in signature
     write_generate(path, SENTS, complete=False)
-    assert generate_bleu.read_generate(path) is None
+    assert bleu.read_generate(path) is None
 
 
 def test_score_of_one_generate_file(tmp_path):
     path = str(tmp_path / "generate-full.txt")
-    assert generate_bleu.score(path, "tokenized", "en") is None  # absent
+    assert bleu.score(path, "tokenized", "en") is None  # absent
     write_generate(path, SENTS)
-    out = generate_bleu.read_generate(path)
-    tokenized = generate_bleu.score(path, "tokenized", "de")
-    assert tokenized.bleu == generate_bleu.tokenized_bleu(out, compound=True) and tokenized.signature is None
-    detokenized = generate_bleu.score(path, "sacrebleu", "en")
-    assert (detokenized.bleu, detokenized.signature) == generate_bleu.sacrebleu_bleu(out, "en")
-    uncased = generate_bleu.score(path, "sacrebleu-uncased", "en")
+    out = bleu.read_generate(path)
+    tokenized = bleu.score(path, "tokenized", "de")
+    assert tokenized.bleu == bleu.tokenized_bleu(out, compound=True) and tokenized.signature is None
+    detokenized = bleu.score(path, "sacrebleu", "en")
+    assert (detokenized.bleu, detokenized.signature) == bleu.sacrebleu_bleu(out, "en")
+    uncased = bleu.score(path, "sacrebleu-uncased", "en")
     assert "case:lc" in uncased.signature and "case:mixed" in detokenized.signature
 
 
@@ -341,8 +337,8 @@ def test_uncased_sacrebleu_lowercases_both_sides(tmp_path):
     path = str(tmp_path / "g.txt")
     write_generate(path, [("The Cat sat .", "the cat sat ."), ("A Dog ran .", "a dog ran .")])
     hyps, refs = ["The Cat sat.", "A Dog ran."], ["the cat sat.", "a dog ran."]
-    assert generate_bleu.score(path, "sacrebleu", "en").bleu == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
-    assert generate_bleu.score(path, "sacrebleu-uncased", "en").bleu == pytest.approx(100.0)
+    assert bleu.score(path, "sacrebleu", "en").bleu == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert bleu.score(path, "sacrebleu-uncased", "en").bleu == pytest.approx(100.0)
 
 
 # ---------------------------------------------------------------------------------------- (d) hydra
@@ -370,26 +366,23 @@ def compose(name, data):
 def test_committed_configs_are_the_generators_output():
     """configs/ is generated from tables.py (scripts/make_hydra_configs.py) and committed, so that a checkout
     trains with fairseq-hydra-train as it is: every file is what the generator writes, and no other is there."""
-    import make_hydra_configs
-
-    written = {f"{name}.yaml" for name, _ in make_hydra_configs.config_runs()}
+    written = {f"{name}.yaml" for name, _ in hydra_configs.config_runs()}
     assert set(os.listdir(os.path.join(ROOT, "configs"))) == written
-    make_hydra_configs.main(["--check"])  # exits with the stale files named
+    h.command("make_hydra_configs").main(["--check"])  # exits with the stale files named
 
 
 @pytest.mark.parametrize("name", ["ats_iwslt14_rank_r0.03125_alternate", "gap_wmt14_cgap_s0.9_k3"])
 def test_hydra_config_equals_command_line(name, tmp_path):
-    import make_hydra_configs
     from fairseq.models import ARCH_CONFIG_REGISTRY
     from omegaconf import OmegaConf, open_dict
 
-    run = dict(make_hydra_configs.config_runs())[name]
+    run = dict(hydra_configs.config_runs())[name]
     path = os.path.join(ROOT, "configs", f"{name}.yaml")
-    assert open(path).read() == make_hydra_configs.render(name, run), "regenerate: scripts/make_hydra_configs.py"
+    assert open(path).read() == hydra_configs.render(name, run), "regenerate: scripts/make_hydra_configs.py"
     data = str(tmp_path)
     hydra_cfg = compose(name, data)
-    argv = [data if a == make_hydra_configs.DATA_PLACEHOLDER else a for a in make_hydra_configs.command_line(run)]
-    cli_cfg, args = make_hydra_configs.parse(argv)
+    argv = [data if a == hydra_configs.DATA_PLACEHOLDER else a for a in hydra_configs.command_line(run)]
+    cli_cfg, args = hydra_configs.parse(argv)
     for group in ("task", "optimizer", "lr_scheduler", "optimization", "criterion", "dataset", "checkpoint"):
         cli = OmegaConf.to_container(cli_cfg[group], resolve=True, enum_to_str=True)
         assert OmegaConf.to_container(hydra_cfg[group]) == cli, group
@@ -401,7 +394,7 @@ def test_hydra_config_equals_command_line(name, tmp_path):
     with open_dict(model):
         ARCH_CONFIG_REGISTRY[model._name](model)
     assert model._name == args.arch
-    for key in make_hydra_configs.model_keys(args):
+    for key in hydra_configs.model_keys(args):
         assert model.get(key) == getattr(args, key, None), key
     assert "--alternate" in argv and hydra_cfg.task.alternate
 
@@ -430,23 +423,3 @@ def test_table_columns_align():
                                  "--------  -----  ---------",
                                  "vanilla   4.196      1.000",
                                  "ats/core   12.5          -"]
-
-
-def test_scripts_import_one_way():
-    """No import cycle among scripts/*.py, and no script imports one that runs as a command."""
-    modules = {f[:-3] for f in os.listdir(SCRIPTS) if f.endswith(".py")}
-    imports, commands = {}, set()
-    for name in modules:
-        tree = ast.parse(open(os.path.join(SCRIPTS, name + ".py")).read())
-        imports[name] = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                         for alias in node.names} | {node.module.split(".")[0] for node in ast.walk(tree)
-                                                     if isinstance(node, ast.ImportFrom) and node.module}
-        imports[name] &= modules
-        if any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body):
-            commands.add(name)
-    assert {(name, used) for name, uses in imports.items() for used in uses if used in commands} == set()
-    done = set()
-    while len(done) < len(modules):  # peel off the modules whose imports are all peeled: a cycle stops it
-        ready = {name for name in modules - done if imports[name] <= done}
-        assert ready, f"import cycle among {sorted(modules - done)}"
-        done |= ready

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from harness.study import design as study_design, report as study_report
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY = os.path.join(ROOT, "scripts", "study.py")
 ROWS = "ats-rank,core-rank,cgap,prune,ats-rank-dense-init"
@@ -45,10 +47,6 @@ def test_every_row_is_trained_scored_and_reported(study):
     for figure in ("study.png", "curves.png"):
         assert os.path.getsize(os.path.join(study, figure)) > 0
     assert not os.path.exists(os.path.join(study, "curves-further.png"))  # no run went beyond U
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import study_design
-    import study_report
-
     for row, network in (("ats-rank", "full"), ("ats-rank", "core"), ("core-rank", "core"), ("cgap", "sparse")):
         losses = study_report.valid_losses(study, study_design.ROW[row], 1, network)
         assert [u for u, _ in losses][-1] == 16 and all(0 < loss < 20 for _, loss in losses), (row, network)
@@ -75,10 +73,6 @@ def test_a_second_invocation_resumes_and_a_run_trained_further_keeps_its_table(s
     assert "Trained further" in report and "| low-rank core r=1/32 alone | core | 32 |" in report
     assert os.path.getsize(os.path.join(study, "curves-further.png")) > 0
     # whether it still improves: its valid loss at 32, its best of the validations every 8 updates
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    import study_design
-    import study_report
-
     losses = {u: v for u, v in study_report.valid_losses(study, study_design.ROW["core-rank"], 1, "core") if u % 8 == 0}
     best = min(losses, key=lambda u: (losses[u], u))
     converging = next(line.strip("| ").split(" | ") for line in report.splitlines()

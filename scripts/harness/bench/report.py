@@ -1,8 +1,8 @@
 """The report of scripts/benchmark.py: its result as text tables, and the project's speed targets."""
 from typing import List
 
-from bench_timing import BEAM
-from console import format_table
+from harness.bench.timing import BEAM
+from harness.console import format_table
 
 TARGETS = {  # the project's speed targets, checked in the report
     "ats_full_vs_vanilla": 1.10,

@@ -1,7 +1,7 @@
 """The pieces of every fairseq-train and fairseq-generate command line the scripts build.
 
-The study (study_design.py), the papers' tables (pipeline.py), the GaP ladder (gap_ladder.py) and the
-benchmark (bench_configs.py) assemble their commands from these: where the plugin is, which task and
+The study (study/design.py), the papers' tables (papers/pipeline.py), the GaP ladder (ladder/design.py) and
+the benchmark (bench/configs.py) assemble their commands from these: where the plugin is, which task and
 optimizer a run of the plugin or of plain fairseq names, the Adam and label-smoothing settings the papers
 share, how a training starts from another's checkpoint, and the head of a fairseq-generate command.
 Each caller keeps its own order of flags (its printed commands are what a reader compares with the
@@ -10,7 +10,7 @@ paper). Importing this module needs neither fairseq nor torch.
 import os
 from typing import List, Sequence
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 PLUGIN = os.path.join(ROOT, "fairseq_partitioned")
 PLUGIN_TASK = "translation_with_partitioned_model"
 PLUGIN_OPTIMIZER = "adam_for_partitioned_model"

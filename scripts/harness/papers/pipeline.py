@@ -1,6 +1,6 @@
 """A run of the papers' tables as fairseq command lines, and where each of its outputs is.
 
-One run (scripts/tables.py) and one seed live in OUTPUT_DIR/RUN/seedN/: train.log, checkpoints/,
+One run (tables.py) and one seed live in OUTPUT_DIR/RUN/seedN/ (runs.run_dir): train.log, checkpoints/,
 generate-NETWORK.txt (one per network the tables evaluate: full, core, sparse) and run.json (the record
 reproduce.py writes: cells, commands, completed steps, parameter counts). reproduce.py runs the steps,
 collect_results.py reads their outputs, make_hydra_configs.py writes the training flags as configs.
@@ -8,18 +8,21 @@ collect_results.py reads their outputs, make_hydra_configs.py writes the trainin
 Command lines and paths: importing this module needs neither fairseq nor torch (a checkpoint is read only
 by ``checkpoint_parameters``).
 """
-import json
+import fnmatch
 import os
 import shlex
-from typing import Dict, List
+import sys
+from typing import Dict, List, Optional
 
-import recipe
-import tables
-from recipe import start_from
-from runner import Job
-from tables import DATASETS, RECIPES, RUNS
+from harness import recipe
+from harness.papers import tables
+from harness.papers.tables import DATASETS, RECIPES, RUNS, TABLES
+from harness.recipe import start_from
+from harness.runner import Job
+from harness.runs import run_dir
 
 RECORD = "run.json"
+SMOKE_DATA = "smoke-data"  # --smoke: the bundled IWSLT14 sample, prepared into OUTPUT_DIR/smoke-data/
 
 # --smoke: tiny settings, the same pipeline. d=64 with 2 heads keeps every core of the tables non-empty
 # (small width r = 0.03125 of a 32-dim head is 1 unit; rank r = 0.015625 of 64 is 1); GaP's kappa = 6
@@ -41,11 +44,45 @@ SMOKE_EVAL_BLEU_ARGS = '{"beam": 1, "max_len_a": 0, "max_len_b": 5}'
 SMOKE_GEN_SUBSET = "valid"
 SMOKE_GENERATE = ("--max-len-a", "0", "--max-len-b", "8", "--cpu", "--num-workers", "0")
 
+# ------------------------------------------------------------------------------------------ which
+
+
+def select(table_names: List[str], patterns: Optional[List[str]]):
+    """[(run, [(table, row, column, cell)])] of the tables' rows that match ``patterns`` (globs over row keys
+    and run ids; None: every row), in table order, dependencies (the dense pretrain) first; ValueError names
+    a pattern that matches nothing."""
+    chosen: Dict[str, list] = {}
+    matched = set()
+    for name in table_names:
+        for row in TABLES[name].rows:
+            for column, cell in row.cells.items():
+                hits = [p for p in patterns or ["*"] if fnmatch.fnmatchcase(row.key, p)
+                        or fnmatch.fnmatchcase(cell.run, p)]
+                if hits:
+                    matched.update(hits)
+                    chosen.setdefault(cell.run, []).append((name, row, column, cell))
+    for p in patterns or []:
+        if p not in matched:
+            keys = sorted({r.key for n in table_names for r in TABLES[n].rows})
+            raise ValueError(f"--rows pattern {p!r} matches no row or run of {', '.join(table_names)} "
+                             f"(rows: {', '.join(keys)})")
+    ordered: List[str] = []
+    for run_id in chosen:
+        after = RUNS[run_id].after
+        if after and after not in ordered:
+            ordered.append(after)
+        if run_id not in ordered:
+            ordered.append(run_id)
+    return [(RUNS[r], chosen.get(r, [])) for r in ordered]
+
+
+def smoke_data_command(output_dir: str, data: str) -> List[str]:
+    """--smoke: the command that prepares the bundled IWSLT14 sample into ``data`` (its text beside it)."""
+    return [sys.executable, os.path.join(recipe.ROOT, "data-prep", "prepare_sample.py"),
+            "--output", os.path.join(output_dir, SMOKE_DATA, "text"), "--binarize", data]
+
+
 # ------------------------------------------------------------------------------------------ where
-
-
-def run_dir(output_dir: str, run_id: str, seed: int) -> str:
-    return os.path.join(output_dir, run_id, f"seed{seed}")
 
 
 def generation_checkpoint(run, directory: str) -> str:
@@ -57,20 +94,9 @@ def generate_output(directory: str, network: str) -> str:
     return os.path.join(directory, f"generate-{network}.txt")
 
 
-def read_record(directory: str) -> dict:
-    """The run.json of a run directory; {} if there is none (or it is unreadable)."""
-    try:
-        with open(os.path.join(directory, RECORD)) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def write_record(directory: str, record: dict):
-    path = os.path.join(directory, RECORD)
-    with open(path + ".tmp", "w") as f:
-        json.dump(record, f, indent=2)
-    os.replace(path + ".tmp", path)  # an interrupted write leaves the previous record
+def record_path(directory: str) -> str:
+    """A run directory's record (runs.read_record, runs.write_record)."""
+    return os.path.join(directory, RECORD)
 
 
 def checkpoint_parameters(run, directory: str) -> Dict[str, int]:

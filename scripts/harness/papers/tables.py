@@ -22,7 +22,7 @@ collector stay fast).
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
-from recipe import ADAM_098, KINDS, LABEL_SMOOTHING
+from harness.recipe import ADAM_098, KINDS, LABEL_SMOOTHING
 
 # ---------------------------------------------------------------------------------------- data sets
 

@@ -1,9 +1,9 @@
 """The GaP ladder's report: OUTPUT/ladder.md (tables) and OUTPUT/ladder.png (C-GaP minus prune-from-dense
-against the step length), from the outputs of scripts/gap_ladder.py; not a command itself.
+against the step length), from the outputs of scripts/gap_ladder.py.
 
 Test BLEU as the study's (tokenized BLEU-4, lowercased, beam 4, BPE removed) of each network's checkpoint
 at its last update; valid loss: the last validation of its training's log, at that update (bits per token,
-label-smoothed). A cell of a run not finished yet is "-". Per step of every C-GaP run: scripts/gap_steps.py,
+label-smoothed). A cell of a run not finished yet is "-". Per step of every C-GaP run: harness/ladder/steps.py,
 measured once all its steps are done (kept in the run's steps.json).
 
 Every number also goes to OUTPUT/ladder.json. A rung (or the control) whose runs are not in OUTPUT can come
@@ -11,24 +11,23 @@ from such a file, ``recorded``: a ladder measured earlier whose run directories 
 keeps the repository's), and so can each network (and the steps) of a rung measured in part. The tables mark
 each row or cell taken from the record and name the measurement it keeps.
 """
+import glob
 import json
 import os
 import time
 from typing import List, Optional, Tuple
 
-import fairseq_log
-import gap_steps
-import generate_bleu
-import plots
-import study_design
-from console import markdown_table
-from study_design import run_dir
+from harness import bleu as bleu_conventions, fairseq_log, plots, runs
+from harness.console import markdown_table
+from harness.ladder.steps import analyse as analyse_steps
+from harness.runs import run_dir
+from harness.study import design as study
 
-LANG = study_design.TGT
+LANG = study.TGT
 
 
 def bleu(d: str, name: str) -> Optional[float]:
-    scored = generate_bleu.score(os.path.join(d, f"generate-{name}.txt"), "tokenized", LANG)
+    scored = bleu_conventions.score(os.path.join(d, f"generate-{name}.txt"), "tokenized", LANG)
     return None if scored is None else scored.bleu
 
 
@@ -43,21 +42,19 @@ def updates_per_epoch(output: str, seed: int) -> Optional[int]:
 
 
 def steps_done(d: str) -> bool:
-    logs = [n for n in os.listdir(d) if n.startswith("train-step") and n.endswith(".log")] if os.path.isdir(d) else []
-    return bool(logs) and all(any(m.startswith(f".done-{n}") for m in os.listdir(d)) for n in logs)
+    logs = glob.glob(os.path.join(d, "train-step*.log"))
+    return bool(logs) and all(glob.glob(runs.marker(log) + "*") for log in logs)  # a marker of any length
 
 
 def per_step(d: str, data: str) -> List[dict]:
-    """gap_steps.analyse of a C-GaP run once its steps are done, measured once (steps.json)."""
+    """analyse_steps of a C-GaP run once its steps are done, measured once (steps.json)."""
     cached = os.path.join(d, "steps.json")
     if os.path.isfile(cached):
-        with open(cached) as f:
-            return json.load(f)
+        return runs.read_record(cached, default=[])
     if not steps_done(d):
         return []
-    rows = gap_steps.analyse(d, data)
-    with open(cached, "w") as f:
-        json.dump(rows, f, indent=2)
+    rows = analyse_steps(d, data)
+    runs.write_record(cached, rows)
     return rows
 
 
@@ -241,9 +238,7 @@ def write(output: str, rungs: List[int], seed: int, control: Tuple[int, int, int
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     record = os.path.join(output, "ladder.json")
-    with open(record, "w") as f:
-        json.dump(results, f, indent=1)
-        f.write("\n")
+    runs.write_record(record, results)
     return [path, record, plot(os.path.join(output, "ladder.png"), points, bool(epoch))]
 
 

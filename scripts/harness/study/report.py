@@ -1,29 +1,26 @@
 """The study's results: its table (study.md), BLEU against parameters (study.png), and each network's valid
 loss and valid BLEU against updates (curves.png), from the outputs of scripts/study.py.
 
-Test BLEU: fairseq's tokenized BLEU-4 (lowercased, Moses-tokenized, BPE removed; generate_bleu.py) of the
+Test BLEU: fairseq's tokenized BLEU-4 (lowercased, Moses-tokenized, BPE removed; harness/bleu.py) of the
 last checkpoint, beam 4. Parameters: as the checkpoint records them (the ATS full network counted as the
 standard Transformer it converts to; sparse models by the weights their masks keep). Valid loss: the
 ``valid`` records of the training's JSON log (``loss`` of the full or sparse network and of a core trained
 alone, ``core_loss`` of an ATS core); valid BLEU: greedy translations of the valid split by the checkpoints saved along the way.
 """
 import glob
-import json
 import os
 import statistics
 import subprocess
 from typing import Dict, List, Optional, Tuple
 
-import fairseq_log
-import generate_bleu
-import plots
-import study_design
-from console import markdown_table, mean_std
-from study_design import Budget, Row
+from harness import bleu, fairseq_log, plots, runs
+from harness.console import markdown_table, mean_std
+from harness.recipe import ROOT
+from harness.study import design
+from harness.study.design import Budget, Row
 
-LANG = study_design.TGT
-INVOCATIONS = "invocations.json"
-RECORDS = os.path.join(study_design.ROOT, "docs", "study-records")  # the repository's records: ROW/seedN.json
+LANG = design.TGT
+RECORDS = os.path.join(ROOT, "docs", "study-records")  # the repository's records: ROW/seedN.json
 
 # The runs' records (``use_records``): what the report takes for a run whose directory is not on this machine.
 _recorded: Dict[Tuple[str, int], dict] = {}
@@ -35,16 +32,16 @@ def run_record(output: str, row: Row, seed: int, budget: Budget, commit: str) ->
     """A run's numbers (None before its training has a log): its commands, the parameters, test BLEU (at U
     and at every length it was trained further to), valid loss and valid BLEU at every checkpoint of each
     network, and the training's wall time. Small, to be committed (``RECORDS``) as soon as the run ends."""
-    d = study_design.run_dir(output, row.key, seed)
+    d = runs.run_dir(output, row.key, seed)
     log = os.path.join(d, "train.log")
     if not os.path.isfile(log):
         return None
     networks = {}
     for network in row.networks:
-        bleu = {str(budget.updates): _run_test_bleu(output, row, seed, network)}
-        bleu.update({str(u): v[0] for u, v in _run_trained_further(output, row, [seed], network).items()})
+        scores = {str(budget.updates): _run_test_bleu(output, row, seed, network)}
+        scores.update({str(u): v[0] for u, v in _run_trained_further(output, row, [seed], network).items()})
         networks[network] = {"parameters": _run_parameters(output, row, [seed], network),
-                             "test_bleu": {u: v for u, v in bleu.items() if v is not None},
+                             "test_bleu": {u: v for u, v in scores.items() if v is not None},
                              "valid_loss": _run_valid_losses(output, row, seed, network),
                              "valid_bleu": _run_valid_bleus(output, row, seed, network)}
     with open(log, errors="replace") as f:
@@ -52,7 +49,7 @@ def run_record(output: str, row: Row, seed: int, budget: Budget, commit: str) ->
     length = max([budget.updates] + [int(u) for n in networks.values() for u in n["test_bleu"]])
     data = os.path.join(output, "data-bin")
     commands = [" ".join(["python", *j.argv]).replace(output, "OUTPUT")
-                for j in study_design.jobs(row, seed, output, data, budget, length)]
+                for j in design.jobs(row, seed, output, data, budget, length)]
     return {"row": row.key, "seed": seed, "updates": budget.updates, "commit": commit,
             "training_wall_seconds": walls[-1] if walls else None, "commands": commands, "networks": networks}
 
@@ -60,7 +57,7 @@ def run_record(output: str, row: Row, seed: int, budget: Budget, commit: str) ->
 def checkout_commit() -> Optional[str]:
     """The commit of the code that runs (``+changes`` when the checkout has uncommitted changes); None outside git."""
     def git(*args):
-        return subprocess.run(["git", "-C", study_design.ROOT, *args], capture_output=True, text=True)
+        return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True)
 
     head = git("rev-parse", "HEAD")
     if head.returncode:
@@ -78,10 +75,7 @@ def write_records(output: str, rows: List[Row], seeds: List[int], budget: Budget
             if record is None:
                 continue
             path = os.path.join(directory, row.key, f"seed{seed}.json")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "w") as f:
-                json.dump(record, f, indent=1)
-                f.write("\n")
+            runs.write_record(path, record)
             written.append(path)
     return written
 
@@ -90,8 +84,7 @@ def use_records(directory: str):
     """Take the records under DIRECTORY for the runs whose directories are not in the report's OUTPUT."""
     _recorded.clear()
     for path in glob.glob(os.path.join(directory, "*", "seed*.json")):
-        with open(path) as f:
-            record = json.load(f)
+        record = runs.read_record(path)
         _recorded[(record["row"], int(record["seed"]))] = record
 
 
@@ -135,36 +128,16 @@ def trained_further(output: str, row: Row, seeds: List[int], network: str) -> Di
     for seed in seeds:
         record = _recorded.get((row.key, seed))
         if record is None or any(os.path.isfile(p) for p in glob.glob(os.path.join(
-                study_design.run_dir(output, row.key, seed), f"generate-{network}-*.txt"))):
+                runs.run_dir(output, row.key, seed), f"generate-{network}-*.txt"))):
             continue
-        for updates, bleu in (_from_record(row, seed, network, "test_bleu") or {}).items():
+        for updates, score in (_from_record(row, seed, network, "test_bleu") or {}).items():
             if int(updates) != int(record["updates"]):
-                found.setdefault(int(updates), []).append(bleu)
+                found.setdefault(int(updates), []).append(score)
     return found
 
 
-def record_invocation(output: str, entry: dict):
-    """Add the invocation to OUTPUT/invocations.json, or update it (the same ``date`` and ``command``): it is
-    recorded when it starts, after every command and every 5 minutes, so an interrupted one keeps its time so far."""
-    path = os.path.join(output, INVOCATIONS)
-    same = lambda e: (e["date"], e["command"]) == (entry["date"], entry["command"])  # noqa: E731
-    entries = [e for e in read_invocations(output) if not same(e)] + [entry]
-    entries.sort(key=lambda e: e["date"])
-    with open(path + ".tmp", "w") as f:
-        json.dump(entries, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
-def read_invocations(output: str) -> List[dict]:
-    try:
-        with open(os.path.join(output, INVOCATIONS)) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return []
-
-
 def _run_test_bleu(output: str, row: Row, seed: int, network: str) -> Optional[float]:
-    scored = generate_bleu.score(os.path.join(study_design.run_dir(output, row.key, seed), f"generate-{network}.txt"),
+    scored = bleu.score(os.path.join(runs.run_dir(output, row.key, seed), f"generate-{network}.txt"),
                                  "tokenized", LANG)
     return None if scored is None else scored.bleu
 
@@ -173,12 +146,12 @@ def _run_parameters(output: str, row: Row, seeds: List[int], network: str) -> Op
     from fairseq_partitioned import checkpoints  # torch: only once there are checkpoints to read
 
     for seed in seeds:
-        path = os.path.join(study_design.run_dir(output, row.key, seed), "checkpoints", "checkpoint_last.pt")
+        path = os.path.join(runs.run_dir(output, row.key, seed), "checkpoints", "checkpoint_last.pt")
         if not os.path.isfile(path):
             continue
         state = checkpoints.load_lazily(path)
         if network == "pruned":  # the tensors fairseq keeps when it prunes the decoder at inference
-            kept = f"decoder.layers.{study_design.LAYERDROP_KEEP}."
+            kept = f"decoder.layers.{design.LAYERDROP_KEEP}."
             return checkpoints.count_tensors({k: v for k, v in state["model"].items()
                                               if not k.startswith("decoder.layers.") or k.startswith(kept)})
         return checkpoints.parameter_counts(state).get(network)
@@ -192,15 +165,15 @@ def _run_valid_losses(output: str, row: Row, seed: int, network: str) -> List[Tu
         return []
     # an ATS run logs its core's validation as valid_core_loss; a core trained alone is the run's only network
     key = "valid_core_loss" if network == "core" and "full" in row.networks else "valid_loss"
-    return fairseq_log.valid_losses(os.path.join(study_design.run_dir(output, row.key, seed), "train.log"), key)
+    return fairseq_log.valid_losses(os.path.join(runs.run_dir(output, row.key, seed), "train.log"), key)
 
 
 def _run_valid_bleus(output: str, row: Row, seed: int, network: str) -> List[Tuple[int, float]]:
     """(update, valid BLEU) of every checkpoint of the run scored on the valid split so far."""
-    d = study_design.run_dir(output, row.key, seed)
+    d = runs.run_dir(output, row.key, seed)
     points = []
     for path in glob.glob(os.path.join(d, f"valid-{network}-*.txt")):
-        scored = generate_bleu.score(path, "tokenized", LANG)
+        scored = bleu.score(path, "tokenized", LANG)
         if scored is not None:
             points.append((int(path.rsplit("-", 1)[1][: -len(".txt")]), scored.bleu))
     return sorted(points)
@@ -210,9 +183,9 @@ def _run_trained_further(output: str, row: Row, seeds: List[int], network: str) 
     """Test BLEU of a row trained beyond U: updates -> the seeds' BLEU there."""
     found: Dict[int, List[float]] = {}
     for seed in seeds:
-        d = study_design.run_dir(output, row.key, seed)
+        d = runs.run_dir(output, row.key, seed)
         for path in glob.glob(os.path.join(d, f"generate-{network}-*.txt")):
-            scored = generate_bleu.score(path, "tokenized", LANG)
+            scored = bleu.score(path, "tokenized", LANG)
             if scored is not None:
                 found.setdefault(int(path.rsplit("-", 1)[1][: -len(".txt")]), []).append(scored.bleu)
     return found
@@ -256,7 +229,7 @@ def choices_table(output: str, rows: List[Row], seeds: List[int], budget: Budget
     for row in rows:
         if not row.varies:
             continue
-        default = study_design.ROW[row.varies]
+        default = design.ROW[row.varies]
         for network in row.networks:
             # the seeds that both the choice and its default have
             same = [s for s in seeds if all(budget.updates in dict(valid_losses(output, r, s, network))
@@ -275,7 +248,7 @@ def convergence_table(output: str, rows: List[Row], seeds: List[int], budget: Bu
     window = 4 * budget.interval
     lines = []
     for row in rows:
-        end = study_design.training_updates(row, budget, budget.updates)
+        end = design.training_updates(row, budget, budget.updates)
         for seed in seeds:
             for network in row.networks:
                 losses = {u: v for u, v in valid_losses(output, row, seed, network) if u % budget.interval == 0}
@@ -298,12 +271,12 @@ def write(output: str, rows: List[Row], seeds: List[int], budget: Budget) -> Lis
     further = [[row.label, network, f"{updates}", _mean_std(values), f"{len(values)}"]
                for row in tested for network in row.networks
                for updates, values in sorted(trained_further(output, row, seeds, network).items())]
-    invocations = read_invocations(output)
+    invocations = runs.read_invocations(output)
     steps, per_step, finetune = budget.cgap()
     lines = [
         "# The study: the papers' claims at CPU scale",
         "",
-        f"English -> Spanish Bible verses (data-prep/bible/kjv-rv1909: {study_design.SRC}-{study_design.TGT}, "
+        f"English -> Spanish Bible verses (data-prep/bible/kjv-rv1909: {design.SRC}-{design.TGT}, "
         "27976 training pairs), a 3+3-layer d=256 pre-norm Transformer, every row "
         f"{budget.updates} updates of {budget.max_tokens} tokens (C-GaP: {steps} steps of {per_step} updates and "
         f"a {finetune}-update fine-tune; prune-from-dense: half dense, half fine-tune), seeds "
@@ -374,7 +347,7 @@ def _mean_curve(curves: List[List[Tuple[int, float]]]) -> List[Tuple[int, float]
 
 def seeds_beyond(output: str, row: Row, seeds: List[int], budget: Budget) -> List[int]:
     """The seeds of the row with a validation beyond U (trained further); the log's first network tells."""
-    end = study_design.training_updates(row, budget, budget.updates)
+    end = design.training_updates(row, budget, budget.updates)
     return [s for s in seeds if any(u > end for u, _ in valid_losses(output, row, s, row.networks[0]))]
 
 
@@ -384,18 +357,18 @@ def curves(path: str, output: str, rows: List[Row], seeds: List[int], budget: Bu
     plt = plots.pyplot()
     fig, (loss_ax, bleu_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for row in rows:
-        shift = budget.updates - study_design.training_updates(row, budget, budget.updates)  # prune: its dense part
+        shift = budget.updates - design.training_updates(row, budget, budget.updates)  # prune: its dense part
         for network in row.networks:
             style = dict(color=COLORS.get(row.key, "C9"), marker=MARKERS[network], markersize=3,
                          linestyle="--" if network == "core" else "-", label=f"{row.label}: {network}")
             loss = [(u + shift, v) for u, v in _mean_curve([valid_losses(output, row, s, network) for s in seeds])]
-            bleu = [(u + shift, v) for u, v in _mean_curve([valid_bleus(output, row, s, network) for s in seeds])]
+            scores = [(u + shift, v) for u, v in _mean_curve([valid_bleus(output, row, s, network) for s in seeds])]
             if until is not None:
-                loss, bleu = ([(u, v) for u, v in points if u <= until] for points in (loss, bleu))
+                loss, scores = ([(u, v) for u, v in points if u <= until] for points in (loss, scores))
             if loss:
                 loss_ax.plot(*zip(*loss), **style)
-            if bleu:
-                bleu_ax.plot(*zip(*bleu), **style)
+            if scores:
+                bleu_ax.plot(*zip(*scores), **style)
     loss_ax.set_ylabel("valid loss (bits, label-smoothed)")
     bleu_ax.set_ylabel("valid BLEU (greedy)")
     pruned = any(row.method == "prune" for row in rows)

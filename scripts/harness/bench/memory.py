@@ -22,9 +22,9 @@ from typing import Dict, List
 import torch
 from fairseq import tasks
 
-from bench_configs import MAX_TRAIN_BATCHES, TrainConfig, build, fairseq_cfg, load_batches
-from bench_timing import run_update, train_steps
-from console import log_tail
+from harness.bench.configs import MAX_TRAIN_BATCHES, TrainConfig, build, fairseq_cfg, load_batches
+from harness.bench.timing import run_update, train_steps
+from harness.console import log_tail
 
 logger = logging.getLogger("benchmark")
 

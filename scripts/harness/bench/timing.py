@@ -18,7 +18,7 @@ from fairseq import utils
 from fairseq.dataclass.configs import GenerationConfig
 from fairseq.optim.adam import FairseqAdam
 
-from bench_configs import Built, GenConfig
+from harness.bench.configs import Built, GenConfig
 from fairseq_partitioned.optim import find_partitioned_optimizer
 
 logger = logging.getLogger("benchmark")

@@ -1,7 +1,7 @@
 """The two engines scripts/deploy_benchmark.py times: fairseq-generate and CTranslate2, on the same batches.
 
 - ``FairseqEngine``: what ``fairseq-generate`` does with its command line (``fairseq_cli.generate``):
-  the task and model set up from it, ``prepare_for_inference_``, ``task.build_generator``, and one
+  the task, model and generator set up from it (``in_process.generator``), and one
   ``task.inference_step`` per batch (the plugin's task evaluates the level the command asks for).
 - ``CTranslate2Engine``: a ``ctranslate2.Translator`` on one CPU thread, ``translate_batch`` per batch
   with fairseq-generate's settings: the beam, length penalty 1, at least one token, and fairseq's
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import List
 
 import torch
-from fairseq import checkpoint_utils, options, tasks, utils
-from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+from harness import in_process
 
 
 @dataclass
@@ -45,16 +45,7 @@ class FairseqEngine:
     def __init__(self, argv: List[str]):
         """``argv``: a fairseq-generate command line (without the program name). One engine per beam:
         ``prepare_for_inference_`` sizes the model's attention for the command's beam."""
-        args = options.parse_args_and_arch(options.get_generation_parser(), argv)
-        cfg = convert_namespace_to_omegaconf(args)
-        utils.import_user_module(cfg.common)
-        self.task = tasks.setup_task(cfg.task)
-        self.models, _ = checkpoint_utils.load_model_ensemble(
-            utils.split_paths(cfg.common_eval.path), arg_overrides=eval(cfg.common_eval.model_overrides),
-            task=self.task)
-        for model in self.models:
-            model.prepare_for_inference_(cfg)
-        self.generator = self.task.build_generator(self.models, cfg.generation)
+        cfg, self.task, self.models, self.generator = in_process.generator(argv)
         self.beam = cfg.generation.beam
         self.tgt_dict = self.task.target_dictionary
 

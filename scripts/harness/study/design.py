@@ -25,7 +25,7 @@ Rows of one run (not C-GaP or prune-from-dense, whose schedules are shares of U)
 in a later invocation: they resume from their last checkpoint and follow the same trajectory (the
 learning-rate warm-up is a fixed number of updates), so the table at U stays the same.
 
-One run and seed live in OUTPUT/ROW/seedN/: train.log, checkpoints/, generate-NETWORK.txt (test) and,
+One run and seed live in OUTPUT/ROW/seedN/ (runs.run_dir): train.log, checkpoints/, generate-NETWORK.txt (test) and,
 for the curves, valid-NETWORK-UPDATES.txt (greedy translations of the valid split by the checkpoints
 saved along the way). Importing this module needs neither fairseq nor torch.
 """
@@ -34,10 +34,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-import recipe
-import runner
-from recipe import PLUGIN, PLUGIN_TASK, ROOT, start_from  # noqa: F401  (PLUGIN, ROOT: the study's, for its users)
-from runner import Job, checkpoint_at, continue_from, resolve  # noqa: F401  (resolve: for the study's users)
+from harness import recipe, runner
+from harness.recipe import PLUGIN_TASK, ROOT, start_from  # noqa: F401  (ROOT: the study's, for its users)
+from harness.runner import Job, checkpoint_at
+from harness.runs import run_dir
 
 SRC, TGT = "en", "es"
 RATIO = "0.03125"  # r = 1/32: ATS Table 3's r for both core kinds
@@ -185,11 +185,7 @@ EXTENSIBLE = ("standard", "ats-rank", "core-rank", "ats-width", "core-width", "r
               "layerdrop") + tuple(row.key for row in CHOICES)  # one run each, its length free
 
 
-def run_dir(output: str, row: str, seed: int) -> str:
-    return os.path.join(output, row, f"seed{seed}")
-
-
-def _training(data: str, task: str, smoke: bool, budget: Budget, updates: Optional[int], seed: int, save_dir: str,
+def training(data: str, task: str, smoke: bool, budget: Budget, updates: Optional[int], seed: int, save_dir: str,
               scheduler=("--lr-scheduler", "inverse_sqrt"), warmup: Optional[int] = None, keep: int = -1) -> List[str]:
     argv = [*recipe.PROGRAMS["fairseq-train"], *recipe.data_and_task(data, task),
             *budget.model, "--dropout", "0.1",
@@ -219,27 +215,27 @@ def jobs(row: Row, seed: int, output: str, data: str, budget: Budget, length: Op
     out: List[Job] = []
     if row.method == "prune":  # U/2 dense, one-shot magnitude prune, U/2 fine-tune with fixed masks
         dense_dir = os.path.join(d, "dense")
-        out.append(Job(f"{name}/dense", _training(data, "translation", smoke, budget, budget.dense_updates(), seed,
+        out.append(Job(f"{name}/dense", training(data, "translation", smoke, budget, budget.dense_updates(), seed,
                                                   dense_dir), os.path.join(d, "dense.log"), updates=budget.dense_updates()))
         pruned = os.path.join(d, "pruned.pt")
         out.append(Job(f"{name}/prune", [*recipe.PROGRAMS["fairseq-partitioned-prune"],
                                          os.path.join(dense_dir, "checkpoint_last.pt"), "--sparsity", "0.9",
                                          "--output", pruned], os.path.join(d, "prune.log"), [f"{name}/dense"]))
         finetune = budget.updates - budget.dense_updates()
-        train = _training(data, PLUGIN_TASK, smoke, budget, finetune, seed, ckpt)
+        train = training(data, PLUGIN_TASK, smoke, budget, finetune, seed, ckpt)
         train += [*row.flags, *start_from(pruned)]
         out.append(Job(f"{name}/train", train, os.path.join(d, "train.log"), [f"{name}/prune"], updates=finetune))
     elif row.key == "cgap":  # K N + N' = U; the learning rate restarts at every step (GaP appendix B)
         steps, per_step, finetune = budget.cgap()
         warmup = max(1, round(budget.warmup_updates * per_step / budget.updates))  # the same share of a step
-        train = _training(data, PLUGIN_TASK, smoke, budget, None, seed, ckpt,
+        train = training(data, PLUGIN_TASK, smoke, budget, None, seed, ckpt,
                           scheduler=("--lr-scheduler", "gap_inverse_sqrt"), warmup=warmup)
         train += [*row.flags, "--gap-step-updates", str(per_step), "--gap-steps", str(steps),
                   "--gap-finetune-updates", str(finetune), "--max-epoch", "0"]
         out.append(Job(f"{name}/train", train, os.path.join(d, "train.log"), updates=budget.updates))
     else:
         task = "translation" if row.method == "vanilla" else PLUGIN_TASK
-        train = _training(data, task, smoke, budget, length, seed, ckpt) + list(row.flags)
+        train = training(data, task, smoke, budget, length, seed, ckpt) + list(row.flags)
         if row.distill_start is not None:
             train += ["--core-distill-start", str(round(row.distill_start * budget.updates))]
         out.append(Job(f"{name}/train", train, os.path.join(d, "train.log"), updates=length))

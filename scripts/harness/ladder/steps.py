@@ -1,6 +1,6 @@
 """What each step of a C-GaP run keeps: the new mask's share of grown weights, valid loss dense and at S.
 
-Used by scripts/gap_ladder_report.py (``gap_ladder.py --report-only``); not a command itself. A run
+Used by the ladder's report (harness/ladder/report.py, ``gap_ladder.py --report-only``). A run
 directory holds a C-GaP run split into processes, one per step (scripts/gap_ladder.py:
 checkpoints/stepK/checkpoint_last.pt). For every step k, from the checkpoint at its end (the model at S,
 with the grown partition's dense values set aside in it):
@@ -51,10 +51,10 @@ class ValidLoss:
     """The valid loss of model states of one architecture, as fairseq-train's validation computes it."""
 
     def __init__(self, checkpoint: str, data: str):
-        from fairseq import checkpoint_utils
+        from harness import in_process
 
-        models, cfg, self.task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides={"data": data})
-        self.model = models[0].eval()
+        model, cfg, self.task = in_process.from_checkpoint(checkpoint, data)
+        self.model = model.eval()
         self.criterion = self.task.build_criterion(cfg.criterion)
         subset = cfg.dataset.valid_subset.split(",")[0]
         self.task.load_dataset(subset)

@@ -1,8 +1,8 @@
 """What scripts/benchmark.py measures: its configurations, built as fairseq-train builds them, and data.
 
-Every configuration trains with the IWSLT14 recipe of ATS Table 3 (scripts/tables.py, ``COMMON_FLAGS``), so configurations
-differ only in what is benchmarked; ``build`` does what ``fairseq_cli.train.main`` does before its first
-update. Without ``--data`` the batches come from a synthetic data-bin of IWSLT14's shape
+Every configuration trains with the IWSLT14 recipe of ATS Table 3 (harness/papers/tables.py, ``COMMON_FLAGS``), so
+configurations differ only in what is benchmarked; ``build`` does what ``fairseq_cli.train.main`` does before its
+first update (``in_process.trainer``). Without ``--data`` the batches come from a synthetic data-bin of IWSLT14's shape
 (``default_data_bin``).
 """
 import fnmatch
@@ -13,20 +13,19 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from fairseq import options, tasks, utils
-from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq import options
 from fairseq.trainer import Trainer
 
-import recipe
 from fairseq_partitioned.modules import parameter_counts
-from recipe import KINDS
-from tables import RECIPES
+from harness import in_process, recipe
+from harness.papers.tables import RECIPES
+from harness.recipe import KINDS
 
 RATIOS = ("0.25", "0.03125")
 GEN_BATCHES = 4  # fixed valid-split batches for generation, cycled over the rounds
 MAX_TRAIN_BATCHES = 8  # distinct training batches, cycled over the rounds
 
-# The IWSLT14 recipe of ATS Table 3 (scripts/tables.py: reproduce.py's ats-1a, docs/ats.md's command), less
+# The IWSLT14 recipe of ATS Table 3 (harness/papers/tables.py: reproduce.py's ats-1a, docs/ats.md's command), less
 # checkpoints and epochs, its model's shape --arch's: every configuration trains with exactly these settings,
 # so they differ only in what is benchmarked.
 IWSLT14 = RECIPES["iwslt14"]
@@ -170,8 +169,7 @@ def fairseq_cfg(args, cfg: TrainConfig, data: str, save_dir: str):
         [data, "--save-dir", save_dir, "--arch", args.arch, "--max-tokens", str(args.max_tokens)]
         + COMMON_FLAGS + device_flags(args, cfg) + cfg.flags + shlex.split(args.arch_args)
     )
-    parser = options.get_training_parser()
-    return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, argv))
+    return in_process.training_config(argv)[0]
 
 
 @dataclass
@@ -186,14 +184,8 @@ class Built:
 
 def build(config: TrainConfig, cfg) -> Built:
     """What fairseq_cli.train.main does before its first update (``cfg`` from ``fairseq_cfg``)."""
-    np.random.seed(cfg.common.seed)
-    utils.set_torch_seed(cfg.common.seed)
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    criterion = task.build_criterion(cfg.criterion)
-    trainer = Trainer(cfg, task, model, criterion)
-    trainer.lr_step(1)  # as checkpoint_utils.load_checkpoint does: builds the optimizer and scheduler
-    built = Built(config, cfg, task, trainer.model, trainer)
+    trainer = in_process.trainer(cfg)
+    built = Built(config, cfg, trainer.task, trainer.model, trainer)
     if config.role in ("ats", "core", "distill", "every"):
         counts = parameter_counts(trainer.model)
         built.params = {"full": counts.get("level2") or counts["level1"], "core": counts["level1"]}

@@ -1,8 +1,8 @@
 """Running the scripts' commands: one into its log (``run_logged``), or jobs side by side, resumably (``run_jobs``).
 
-reproduce.py runs its steps one at a time with ``run_logged`` (its run.json says which are done); the study,
-the GaP ladder and the quickstart run ``Job`` lists with ``run_jobs`` (a job is done when its marker file
-exists). A job's command line may name a checkpoint that exists only once the jobs before it have run
+reproduce.py runs its steps one at a time with ``run_logged``; the study, the GaP ladder and the quickstart
+run ``Job`` lists with ``run_jobs``; either way a job is done when its marker exists (``runs.marker``). A
+job's command line may name a checkpoint that exists only once the jobs before it have run
 (``checkpoint_at``, ``continue_from``): ``resolve`` finds it when the job starts. Not a command itself.
 """
 import glob
@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-import console
-import fairseq_log
+from harness import console, fairseq_log, runs
 
 
 @dataclass
@@ -28,10 +27,12 @@ class Job:
     updates: Optional[int] = None  # a training: its length, for the progress lines
 
     @property
-    def marker(self) -> str:
-        """Exists once the job succeeded (a training's names its length: one trained further runs again)."""
-        length = f"-{self.updates}" if self.updates else ""
-        return os.path.join(os.path.dirname(self.log), f".done-{os.path.basename(self.log)}{length}")
+    def done(self) -> bool:
+        """Whether the job succeeded before (a training trained further runs again)."""
+        return runs.done(self.log, self.updates)
+
+    def mark_done(self):
+        runs.mark_done(self.log, self.updates)
 
 
 CHECKPOINT_AT = "@checkpoint-at-update:"  # a checkpoint whose file name holds its epoch: found when the job starts
@@ -111,7 +112,7 @@ def run_logged(prog: str, what: str, argv: Sequence[str], log: str, env: Optiona
 def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_progress: Callable[[], None] = lambda: None):
     """Run the jobs, ``parallel`` at a time, each after the jobs it needs; skip the done ones.
     ``on_progress`` is called after every job that finishes and with every progress line (5 minutes)."""
-    done = {j.name for j in jobs if os.path.isfile(j.marker)}
+    done = {j.name for j in jobs if j.done}
     todo = [j for j in jobs if j.name not in done]
     total = len(todo)
     print(f"{prog}: {len(done)} of {len(jobs)} commands already done, {total} to run, {parallel} at a time", flush=True)
@@ -130,7 +131,7 @@ def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_progres
                     other.terminate()
                 print(console.log_tail(job.log), end="", file=sys.stderr)
                 console.fail(prog, f"{name} failed (exit {proc.returncode}), log: {job.log}")
-            open(job.marker, "w").close()
+            job.mark_done()
             done.add(name)
             finished += 1
             print(f"{prog}: [{finished}/{total}] {name} done in {minutes(time.time() - t0)} "

@@ -9,7 +9,7 @@ import json
 import os
 from typing import Iterable, Iterator, List, Tuple
 
-import console
+from harness import console
 
 
 def records(lines: Iterable[str], containing: str = "") -> Iterator[dict]:

@@ -1,0 +1,1 @@
+"""The benchmarks: training configurations (configs), timing, memory, the report, the two inference engines."""

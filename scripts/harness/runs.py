@@ -1,0 +1,73 @@
+"""Where a run's outputs live, whether one of its steps is done, and the JSON records the scripts keep.
+
+- A run's folder: OUTPUT/NAME/seedN/ (``run_dir``), NAME a run of the papers' tables, a row of the study or
+  an arm of the GaP ladder.
+- A step (``runner.Job``: a training, a prune, a translation) is done when its marker exists, an empty file
+  beside its log (``marker``); a training's marker names its length, so one trained further runs again.
+  reproduce.py, the study, the ladder and the quickstart all resume by it.
+- A record is a JSON file, written whole or not at all (an interrupted write leaves the previous one) and
+  read back as ``default`` when it is absent or cut short: reproduce.py's run.json, the study's
+  invocations.json and run records (docs/study-records/), the ladder's ladder.json (docs/gap-ladder.json)
+  and steps.json. ``record_invocation`` keeps the invocations.json of the study and of the ladder.
+
+Importing this module needs neither fairseq nor torch.
+"""
+import json
+import os
+from typing import Optional
+
+INVOCATIONS = "invocations.json"
+
+
+def run_dir(output: str, name: str, seed: int) -> str:
+    return os.path.join(output, name, f"seed{seed}")
+
+
+# ------------------------------------------------------------------------------------------ steps
+
+
+def marker(log: str, updates: Optional[int] = None) -> str:
+    """The file that says the step writing ``log`` succeeded (a training's names its length)."""
+    length = f"-{updates}" if updates else ""
+    return os.path.join(os.path.dirname(log), f".done-{os.path.basename(log)}{length}")
+
+
+def done(log: str, updates: Optional[int] = None) -> bool:
+    return os.path.isfile(marker(log, updates))
+
+
+def mark_done(log: str, updates: Optional[int] = None):
+    open(marker(log, updates), "w").close()
+
+
+# ---------------------------------------------------------------------------------------- records
+
+
+def read_record(path: str, default=None):
+    """The JSON record at ``path``; ``default`` ({} unless given) if there is none or it is unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {} if default is None else default
+
+
+def write_record(path: str, record):
+    """Write the record whole (indented one space, a final newline), replacing the previous one at once."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+
+
+def read_invocations(output: str) -> list:
+    return read_record(os.path.join(output, INVOCATIONS), default=[])
+
+
+def record_invocation(output: str, entry: dict):
+    """Add the invocation to OUTPUT/invocations.json, or update it (the same ``date`` and ``command``): it is
+    recorded when it starts, after every command and every 5 minutes, so an interrupted one keeps its time so far."""
+    same = lambda e: (e["date"], e["command"]) == (entry["date"], entry["command"])  # noqa: E731
+    entries = sorted([e for e in read_invocations(output) if not same(e)] + [entry], key=lambda e: e["date"])
+    write_record(os.path.join(output, INVOCATIONS), entries)

@@ -1,0 +1,1 @@
+"""The evidence study: its rows and commands (design), its report (report)."""
