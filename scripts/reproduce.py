@@ -15,7 +15,7 @@ into generate-full.txt / generate-core.txt (ATS: the full network and the core, 
 generate-sparse.txt (GaP), and run.json (the cells it fills, the commands, parameter counts). A step
 done before (its marker .done-LOG beside its log) is not run again, so an interrupted reproduction
 resumes (fairseq-train itself resumes from checkpoint_last.pt; a prune-from-dense fine-tune starts
-again from pruned.pt).
+again from pruned.pt). scripts/paper-tables/TABLE.sh runs the same commands as a shell script.
 Runs shared by tables (the standard Transformer of ATS Tables 1a/2a, the C-GaP 90% kappa=3 run of
 GaP Tables 4/6/8) are trained once. Then: python scripts/collect_results.py TABLE --runs OUTPUT_DIR.
 

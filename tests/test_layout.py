@@ -75,7 +75,7 @@ def test_scripts_shows_its_commands_and_says_what_each_is_for():
         readme = f.read()
     assert [name for name in commands if f"`{name}.py`" not in readme] == []
     others = {f for f in os.listdir(SCRIPTS) if not f.endswith(".py") and f != "__pycache__"}
-    assert others == {"README.md", "harness"}
+    assert others == {"README.md", "harness", "paper-tables"}
 
 
 def test_commands_import_the_harness_never_each_other():

@@ -5,7 +5,9 @@
     end to end on the bundled sample and the collector prints the tables; (c) the collector on hand-made
     fairseq-generate outputs: BLEU conventions, missing seeds reported; (d) a config of configs/ composed
     by fairseq's hydra machinery equals the fairseq-train command line it stands for; (e) what the scripts
-    share: a failing command is a one-line error after its log's tail, tables align, BLEU of one file.
+    share: a failing command is a one-line error after its log's tail, tables align, BLEU of one file; (f) the
+    tables as shell scripts (scripts/paper-tables/): the generator's output, valid bash, reproduce.py's commands,
+    and the smoke variant of an ATS and a GaP table end to end.
 """
 import json
 import os
@@ -17,7 +19,7 @@ import pytest
 
 import fairseq_helpers as h
 from harness import bleu, console, runner
-from harness.papers import hydra_configs, tables
+from harness.papers import hydra_configs, pipeline, shell, tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "scripts")
@@ -423,3 +425,62 @@ def test_table_columns_align():
                                  "--------  -----  ---------",
                                  "vanilla   4.196      1.000",
                                  "ats/core   12.5          -"]
+
+
+# ------------------------------------------------------------------------------- (f) tables as shell scripts
+
+TABLE_SCRIPTS = os.path.join(SCRIPTS, "paper-tables")
+
+
+def test_committed_table_scripts_are_the_generators_output():
+    assert sorted(os.listdir(TABLE_SCRIPTS)) == sorted(f"{name}.sh" for name in tables.TABLES)
+    for name in tables.TABLES:
+        assert open(shell.path(TABLE_SCRIPTS, name)).read() == shell.script(name), "regenerate: make_table_scripts.py"
+        assert os.access(shell.path(TABLE_SCRIPTS, name), os.X_OK)
+    h.command("make_table_scripts").main(["--check"])  # exits with the stale files named
+
+
+@pytest.mark.parametrize("name", list(tables.TABLES))
+def test_table_scripts_are_bash(name):
+    for text in (open(shell.path(TABLE_SCRIPTS, name)).read(), shell.script(name, smoke=True)):
+        done = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("name", list(tables.TABLES))
+def test_a_table_script_runs_the_commands_of_reproduce(name, tmp_path):
+    """With stand-ins that record their arguments in place of fairseq's commands and Python, a table's script
+    runs reproduce.py's command lines (its --dry-run's), in order, C-GaP's loops unrolled."""
+    stand_ins, record, out = tmp_path / "bin", tmp_path / "argv", str(tmp_path / "out")
+    stand_ins.mkdir()
+    for program in ("fairseq-train", "fairseq-generate", "fairseq-partitioned-prune", "fairseq-partitioned-pgap",
+                    "python"):
+        (stand_ins / program).write_text('#!/bin/bash\n{ printf "%s\\x1f" "${0##*/}" "$@"; echo; } >> "$RECORD"\n')
+        (stand_ins / program).chmod(0o755)
+    env = dict(os.environ, PATH=f"{stand_ins}{os.pathsep}{os.environ['PATH']}", RECORD=str(record), OUT=out,
+               DATA="/data/x", SEEDS="2", PYTHON=str(stand_ins / "python"))
+    subprocess.run(["bash", shell.path(TABLE_SCRIPTS, name)], env=env, check=True)
+    ran = [line.split("\x1f")[:-1] for line in record.read_text().splitlines()]
+    expected = [step.argv for run, cells in pipeline.select([name], None)
+                for step in pipeline.steps(run, 2, "/data/x", out, smoke=False, networks={c.network for *_, c in cells})]
+    expected = [["python", os.path.join(SCRIPTS, "select_best.py"), *argv[1:]] if argv[0] == "select-best" else argv
+                for argv in expected]
+    assert ran == expected
+
+
+@pytest.mark.parametrize("name,rows,row", [("ats-1a", "alt-r0.25", "Alternating Training (r = 0.25)"),
+                                          ("gap-6", "k1", "C-GaP 90% uniform, kappa = 1")])
+def test_the_smoke_variant_of_a_table_script_runs_end_to_end(name, rows, row, smoke_dir, tmp_path, capsys):
+    """The --smoke variant of one ATS and one GaP table (one row each) runs as a shell script on the CPU, with
+    fairseq's commands from the PATH, and the collector prints its row complete."""
+    script, out = tmp_path / f"{name}.sh", str(tmp_path / "runs")
+    script.write_text(shell.script(name, smoke=True, rows=[rows]))
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}", REPO=ROOT,
+               PYTHON=sys.executable, OUT=out, DATA=os.path.join(smoke_dir, "smoke-data", "data-bin"),
+               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    collect_results.main([name, "--runs", out, "--seeds", "1"])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(row))
+    assert "missing" not in line and "seeds]" not in line
+
