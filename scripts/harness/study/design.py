@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from harness import recipe, runner
-from harness.recipe import PLUGIN_TASK, ROOT, start_from  # noqa: F401  (ROOT: the study's, for its users)
+from harness.recipe import PLUGIN_TASK, ROOT, start_from
 from harness.runner import Job, checkpoint_at
 from harness.runs import run_dir
 
