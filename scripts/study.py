@@ -20,6 +20,7 @@ and a second invocation with ``--seeds 1,2`` adds seed 2. The data is prepared i
 """
 import argparse
 import os
+import re
 import sys
 
 from harness import console, runner, runs
@@ -59,6 +60,9 @@ def main(argv=None):
     parser.add_argument("--write-records", metavar="DIR", default=None,
                         help="after the runs (or with --report-only), write the record of every run of --rows and "
                              "--seeds that --output-dir holds into DIR/ROW/seedN.json, naming this checkout's commit")
+    parser.add_argument("--trained-at", metavar="COMMIT", default=None,
+                        help="with --write-records: the commit that trained the runs, where another checkout "
+                             "trained them (default: this checkout's)")
     args = parser.parse_args(argv)
     output = os.path.abspath(args.output_dir)
     if args.rows is not None:
@@ -79,6 +83,8 @@ def main(argv=None):
                            "(C-GaP: 9 steps of at least one update; prune-from-dense: half and half)")
     if args.train_to and (args.train_to <= args.updates or args.train_to % args.interval):
         console.fail(PROG, f"--train-to {args.train_to}: give a multiple of --interval above --updates {args.updates}")
+    if args.trained_at and not (args.write_records and re.fullmatch(r"[0-9a-f]{7,40}", args.trained_at)):
+        console.fail(PROG, "--trained-at takes a commit's hash and names it in the records of --write-records DIR")
     data = os.path.join(output, "data-bin")
     try:
         jobs = [j for row in rows for seed in args.seeds
@@ -104,7 +110,7 @@ def main(argv=None):
     paths = report.write(output, [design.ROW[r] for r in rows], args.seeds, budget)
     if args.write_records:
         paths += report.write_records(output, [design.ROW[r] for r in rows], args.seeds, budget,
-                                            args.write_records, report.checkout_commit())
+                                            args.write_records, args.trained_at or report.checkout_commit())
     print(f"{PROG}: wrote {', '.join(paths)}")
 
 

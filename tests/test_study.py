@@ -93,10 +93,14 @@ def test_bad_input_is_one_line(study):
     assert "study: error: --train-to: cgap cannot be trained beyond --updates" in out
     assert "give a multiple of 2 x --interval" in _study("--updates", "20", ok=False)
     assert "study: error: --report-only: no study in" in _study("--report-only", "--output-dir", study + "-none", ok=False)
+    assert "study: error: --trained-at takes a commit's hash" in _study("--dry-run", "--trained-at", "32bf3c1", ok=False)
 
 
-def test_distilled_rows_start_at_half_of_u_also_when_trained_further():
-    out = _study("--rows", "ats-rank-distill,ats-rank-distill-from-0", "--train-to", "48", "--dry-run")
+def test_distilled_rows_start_at_half_of_u_also_when_trained_further(tmp_path):
+    output = tmp_path / "study"
+    out = _study("--rows", "ats-rank-distill,ats-rank-distill-from-0", "--train-to", "48", "--dry-run",
+                 "--output-dir", str(output))
+    assert not output.exists()  # a dry run prepares and trains nothing
     trains = [line for line in out.splitlines() if "fairseq_cli.train" in line]
     assert len(trains) == 2 and all("--alternate --core-distill 0.5" in t and "--max-update 48" in t for t in trains)
     assert trains[0].split(" > ")[0].endswith("--core-distill-start 8")  # U = 16
@@ -129,3 +133,17 @@ def test_the_depth_rows_are_scored_and_the_report_rebuilds_from_their_records(st
     assert [line for line in rebuilt.splitlines() if line.startswith("| ")] == table
     assert "from their committed records" in rebuilt and "every-depth seed 1" in rebuilt
     assert all(os.path.getsize(os.path.join(elsewhere, f)) > 0 for f in ("study.png", "curves.png"))
+
+
+def test_a_resumed_trainings_wall_time_sums_its_invocations():
+    """fairseq's own wall meter restarts from 0 on resume: a record's wall time is each invocation's span, summed."""
+    from harness import fairseq_log
+
+    log = ["# study: python -m fairseq_cli.train ...",
+           "2026-12-06 16:57:45 | INFO | fairseq_cli.train | start",
+           '2026-12-06 17:32:00 | INFO | train_inner | {"num_updates": "250", "wall": "2055"}',
+           "# study: python -m fairseq_cli.train ...",
+           "2026-12-06 19:12:30 | INFO | fairseq.trainer | Loaded checkpoint",
+           '2026-12-06 19:57:19 | INFO | train_inner | {"num_updates": "1500", "wall": "0"}']
+    assert fairseq_log.wall_seconds(log) == (2055 + 2689, 2)
+    assert fairseq_log.wall_seconds(["# study: a command that never started"]) == (None, 0)

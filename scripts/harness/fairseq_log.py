@@ -5,9 +5,11 @@ Every progress, validation and end-of-epoch line of such a log ends in one JSON 
 GaP ladder and the runner's progress lines read these records here. A line cut short or not JSON is
 skipped. Importing this module needs neither fairseq nor torch.
 """
+import datetime
 import json
 import os
-from typing import Iterable, Iterator, List, Tuple
+import re
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 from harness import console
 
@@ -22,6 +24,27 @@ def records(lines: Iterable[str], containing: str = "") -> Iterator[dict]:
             yield json.loads(line[start:])
         except json.JSONDecodeError:
             continue
+
+
+STAMP = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \|")
+
+
+def wall_seconds(lines: Iterable[str]) -> Tuple[Optional[float], int]:
+    """The wall time of a training and its number of invocations: a resumed run's log holds one invocation per
+    start, each headed by its command line (``# ...``), and fairseq's own ``wall`` restarts from 0 on resume.
+    The sum, over the invocations, of the time from the first to the last timestamped line (None: no line)."""
+    spans, first, last = [], None, None
+    for line in list(lines) + ["#"]:
+        if line.startswith("#"):
+            if first is not None:
+                spans.append((last - first).total_seconds())
+            first = last = None
+            continue
+        stamp = STAMP.match(line)
+        if stamp:
+            last = datetime.datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S")
+            first = first or last
+    return (sum(spans) if spans else None), len(spans)
 
 
 def valid_losses(log: str, key: str = "valid_loss") -> List[Tuple[int, float]]:

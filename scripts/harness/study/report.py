@@ -45,13 +45,14 @@ def run_record(output: str, row: Row, seed: int, budget: Budget, commit: str) ->
                              "valid_loss": _run_valid_losses(output, row, seed, network),
                              "valid_bleu": _run_valid_bleus(output, row, seed, network)}
     with open(log, errors="replace") as f:
-        walls = [float(r["wall"]) for r in fairseq_log.records(f, '"wall"') if "wall" in r]
+        wall, invocations = fairseq_log.wall_seconds(f)
     length = max([budget.updates] + [int(u) for n in networks.values() for u in n["test_bleu"]])
     data = os.path.join(output, "data-bin")
-    commands = [" ".join(["python", *j.argv]).replace(output, "OUTPUT")
+    commands = [" ".join(["python", *j.argv]).replace(output, "OUTPUT").replace(ROOT + os.sep, "")
                 for j in design.jobs(row, seed, output, data, budget, length)]
     return {"row": row.key, "seed": seed, "updates": budget.updates, "commit": commit,
-            "training_wall_seconds": walls[-1] if walls else None, "commands": commands, "networks": networks}
+            "training_wall_seconds": wall, "training_invocations": invocations, "commands": commands,
+            "networks": networks}
 
 
 def checkout_commit() -> Optional[str]:
