@@ -380,7 +380,8 @@ def test_hydra_config_equals_command_line(name, tmp_path):
 
     run = dict(hydra_configs.config_runs())[name]
     path = os.path.join(ROOT, "configs", f"{name}.yaml")
-    assert open(path).read() == hydra_configs.render(name, run), "regenerate: scripts/make_hydra_configs.py"
+    with open(path) as f:
+        assert f.read() == hydra_configs.render(name, run), "regenerate: scripts/make_hydra_configs.py"
     data = str(tmp_path)
     hydra_cfg = compose(name, data)
     argv = [data if a == hydra_configs.DATA_PLACEHOLDER else a for a in hydra_configs.command_line(run)]

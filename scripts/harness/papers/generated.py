@@ -12,7 +12,7 @@ def write_or_check(files: Iterable[Tuple[str, str]], check: bool, mode: int = 0o
     stale = []
     for path, text in files:
         if check:
-            if not os.path.isfile(path) or open(path).read() != text:
+            if not os.path.isfile(path) or _read(path) != text:
                 stale.append(path)
             continue
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -21,3 +21,8 @@ def write_or_check(files: Iterable[Tuple[str, str]], check: bool, mode: int = 0o
         os.chmod(path, mode)
         print(path)
     return stale
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
