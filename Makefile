@@ -10,7 +10,7 @@ STAMP := $(VENV)/.setup-done
 
 setup: $(STAMP)
 
-$(STAMP): setup.py
+$(STAMP): setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
 	# torch first, pinned: a bare `torch` would pull a multi-GB CUDA build.
@@ -20,13 +20,14 @@ $(STAMP): setup.py
 	# then its real needs.
 	$(PY) -c "import fairseq" 2>/dev/null || $(PIP) install -q --no-deps --no-build-isolation fairseq-fixed==0.12.3.1
 	$(PIP) install -q hydra-core==1.3.2 omegaconf==2.3.0 bitarray scikit-learn sacrebleu regex tqdm cffi packaging \
-		pytest sacremoses subword-nmt matplotlib
+		pytest pytest-xdist sacremoses subword-nmt matplotlib
 	# the plugin and its deploy extra (setup.py: ctranslate2 4.8, which pulls numpy and pyyaml, no torch)
 	$(PIP) install -q --no-build-isolation -e ".[deploy]"
 	touch $(STAMP)
 
+# One pytest worker per core, each test file on one worker (a file's fixtures are built once).
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 # On the bundled Bible corpus, on the CPU: the core of an ATS run next to the same core trained alone, and
 # the ATS full network, with parameters and test BLEU.
