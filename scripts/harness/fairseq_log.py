@@ -62,10 +62,7 @@ def updates_per_epoch(log: str):
     if not os.path.isfile(log):
         return None
     with open(log, errors="replace") as f:
-        for line in f:
-            if '"train_num_updates"' in line and '"epoch": 1,' in line:
-                return int(json.loads(line[line.index("{"):])["train_num_updates"])
-    return None
+        return next((int(r["train_num_updates"]) for r in records(f, '"train_num_updates"') if r.get("epoch") == 1), None)
 
 
 def updates_done(log: str) -> int:
