@@ -29,7 +29,10 @@ random sample of the test split, sorted by length: ``--timing-sentences`` of the
 ``--timing-sentences-bs1`` of them one by one); after a warm-up pass, every cell (network x engine x
 beam x batch size) runs once per round, interleaved, so drift and other processes' load hit them
 alike. A cell reports tokens per second over all rounds and, as its ratio, the median over rounds of
-its tokens per second over that of the standard Transformer in fairseq-generate in the same round.
+its tokens per second over that of the standard Transformer in fairseq-generate in the same round, and
+a second table the same against the standard Transformer in the same engine (what a deployment in that
+engine gains). The JSON names the CPU, its vector instructions (CTranslate2's int8 kernels differ with
+AVX-512 and VNNI), the libraries' versions and the machine's load before and after the timing.
 Decoding is natural (each network stops where it emits EOS), so tokens per second, not time, compares
 networks whose outputs differ in length.
 
@@ -101,7 +104,7 @@ def parse_args(argv=None):
     if unknown:
         fail(PROG, f"--networks: {unknown[0]} is none of {', '.join(NETWORKS)}")
     if REFERENCE[0] not in args.networks.split(","):
-        fail(PROG, f"--networks must include {REFERENCE[0]}: the ratios are against it in fairseq-generate")
+        fail(PROG, f"--networks must include {REFERENCE[0]}: the ratios are against it")
     return args
 
 
@@ -198,7 +201,34 @@ def time_cells(args, nets, timing) -> dict:
             (t / s) / (rt / rs) for t, s, rt, rs in zip(row["tokens"], row["seconds"], ref["tokens"], ref["seconds"]))
         row["ratio_cpu"] = statistics.median(
             (t / s) / (rt / rs) for t, s, rt, rs in zip(row["tokens"], row["cpu_seconds"], ref["tokens"], ref["cpu_seconds"]))
+        # against the standard Transformer in the same engine (what a deployment in that engine gains)
+        same = rows[(REFERENCE[0], engine, beam, bs)]
+        row["ratio_in_engine"] = statistics.median(
+            (t / s) / (rt / rs) for t, s, rt, rs in zip(row["tokens"], row["seconds"], same["tokens"], same["seconds"]))
     return rows
+
+
+def machine() -> dict:
+    """What the timings depend on beyond the code: the CPU and its vector instructions (CTranslate2's int8
+    kernels differ with AVX-512 and VNNI), the libraries, the load the machine carried."""
+    import platform
+
+    import ctranslate2
+
+    cpu, flags = platform.processor(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    cpu = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16") if f in flags]
+    return {"cpu": cpu, "cores": os.cpu_count(), "vector_instructions": isa, "ctranslate2": ctranslate2.__version__,
+            "torch": torch.__version__, "load_average_1min": os.getloadavg()[0]}
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -219,6 +249,15 @@ def table(nets, bleus, fidelity, speeds, markdown: bool = False) -> str:
     if markdown:
         return console.markdown_table(header, rows)
     return format_table(header, rows)
+
+
+def in_engine_table(nets, speeds, markdown: bool = False) -> str:
+    """Each network's tokens per second against the standard Transformer's in the same engine."""
+    header = ["network", "engine", *[f"{'beam 4' if beam == 4 else 'greedy'} bs{bs}" for beam in BEAMS for bs in BATCH_SIZES]]
+    rows = [[LABELS[net["name"]], engine, *[f"{speeds[(net['name'], engine, beam, bs)]['ratio_in_engine']:.2f}x"
+                                            for beam in BEAMS for bs in BATCH_SIZES]]
+            for net in nets[1:] for engine in net["engines"]]
+    return console.markdown_table(header, rows) if markdown else format_table(header, rows)
 
 
 def main(argv=None):
@@ -273,12 +312,17 @@ def main(argv=None):
     one_by_one = sample[:: max(1, len(sample) // args.timing_sentences_bs1)][: args.timing_sentences_bs1]
     timing = {32: batches(dataset, task.source_dictionary, sample, 32, MAX_LEN_A, MAX_LEN_B),
               1: batches(dataset, task.source_dictionary, one_by_one, 1, MAX_LEN_A, MAX_LEN_B)}
+    before = machine()
     speeds = time_cells(args, nets, timing)
+    after = machine()
 
     print(table(nets, bleus, fidelity, speeds))
+    print("\nAgainst the standard Transformer in the same engine (tokens/s, median over rounds):")
+    print(in_engine_table(nets, speeds))
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(table(nets, bleus, fidelity, speeds, markdown=True) + "\n")
+            f.write(table(nets, bleus, fidelity, speeds, markdown=True) + "\n\n")
+            f.write(in_engine_table(nets, speeds, markdown=True) + "\n")
         print(f"{PROG}: wrote {args.markdown}")
     if args.json:
         record = {
@@ -289,6 +333,7 @@ def main(argv=None):
             "log_prob_bits_per_token_from_fairseq": {"/".join(k): v for k, v in fidelity.items()},
             "speed": {"/".join(map(str, k)): v for k, v in speeds.items()},
             "settings": vars(args),
+            "machine": {**before, "load_average_1min": [before["load_average_1min"], after["load_average_1min"]]},
         }
         with open(args.json, "w") as f:
             json.dump(record, f, indent=1)
