@@ -241,3 +241,59 @@ def test_the_repositorys_record_holds_the_measured_rungs():
     record = ladder_report.load_record(os.path.join(ROOT, "docs", "gap-ladder.json"))
     assert sorted(record["rungs"], key=int) == ["750", "3000", "6000"]
     assert [len(r["steps"]) for r in record["rungs"].values()] == [4, 4, 7]
+
+
+# ------------------------------------------------------------------ prune-from-dense at C-GaP's budget, --arms
+def test_prune_from_dense_at_c_gaps_budget_with_its_second_round_is_split_two_ways(tmp_path):
+    """At the longest rung, C-GaP's seven steps and second fine-tune (D = 6,000: 16,500 updates) against
+    prune-from-dense given as many: half dense (the dense run trained on) and half fine-tune; and the rung's
+    dense checkpoint at D with the rest as fine-tune (its prune-from-dense trained on). From the jobs alone."""
+    for rungs in ((750, 3000, 6000), (3000,)):
+        jobs, longest = _ladder(tmp_path, rungs), rungs[-1]
+        cgap = sum(jobs[f"cgap-{longest}/seed1/step{k}"].updates for k in range(7))
+        cgap += jobs[f"cgap-{longest}/seed1/finetune2"].updates
+        assert cgap == ladder.matched_budget(longest) == {6000: 16500, 3000: 8250}[longest]
+        # half and half: the dense run trained on to the half, pruned there, fine-tuned the rest
+        dense_on = jobs[f"dense/seed1/train-{cgap // 2}"]
+        assert dense_on.needs == [f"dense/seed1/train-{longest}"] and _flag(dense_on, "--max-update") == str(cgap // 2)
+        prune = jobs[f"prune-matched-{longest}/seed1/prune"]
+        assert prune.needs == [dense_on.name] and prune.argv[prune.argv.index("--sparsity") - 1].endswith(
+            f"checkpoints:{cgap // 2}")
+        half = jobs[f"prune-matched-{longest}/seed1/train"]
+        assert half.updates == cgap - cgap // 2 and _flag(half, "--max-update") == str(half.updates)
+        assert _flag(half, "--finetune-from-model") == _flag(prune, "--output")
+        assert dense_on.updates + half.updates == cgap
+        # D + the rest: the equal-budget prune-from-dense's own run, trained on (same log, checkpoints, start)
+        equal, longer = jobs[f"prune-{longest}/seed1/train"], jobs[f"prune-{longest}/seed1/train-{cgap - longest}"]
+        assert longest + longer.updates == cgap and longer.needs == [equal.name]
+        at = equal.argv.index("--max-update") + 1
+        assert longer.log == equal.log and longer.argv[at] == str(longer.updates)
+        assert longer.argv[:at] + longer.argv[at + 1:] == equal.argv[:at] + equal.argv[at + 1:]  # but for its length
+        assert jobs[f"prune-{longest}/seed1/test-sparse-{longer.updates}"].needs == [longer.name]
+        # at the longest rung only
+        assert not [n for n in jobs if n.startswith("prune-matched-") and not n.startswith(f"prune-matched-{longest}/")]
+    assert ladder.matched_splits(6000) == ((8250, 8250), (6000, 10500))
+
+
+def test_arms_choose_their_jobs_and_every_job_they_need(tmp_path):
+    every = ladder.jobs(str(tmp_path), "DATA", [6000], 2, Budget(1500), smoke=False)
+    assert ladder.jobs(str(tmp_path), "DATA", [6000], 2, Budget(1500), False, ladder.ARMS) == every
+    # seed 2 of the claims: C-GaP with its second round and prune-from-dense at its budget, and what they need
+    chosen = ladder.jobs(str(tmp_path), "DATA", [6000], 2, Budget(1500), False, ["cgap", "prune-matched"])
+    names = [j.name for j in chosen]
+    assert names == [j.name for j in every if j.name in set(names)]  # the ladder's order
+    runs = {n.split("/")[0] for n in names}
+    assert runs == {"cgap-6000", "prune-matched-6000", "dense", "prune-6000"}
+    assert {n for n in names if n.startswith(("dense/", "prune-6000/"))} == {
+        "dense/seed2/train-6000", "dense/seed2/train-8250", "dense/seed2/test-full-8250", "prune-6000/seed2/prune",
+        "prune-6000/seed2/train", "prune-6000/seed2/train-10500", "prune-6000/seed2/test-sparse-10500"}
+    assert all(n.startswith(f"{r}/seed2/") for n in names for r in [n.split("/")[0]])
+    for i, job in enumerate(chosen):  # every job it needs is there, before it
+        assert set(job.needs) <= set(names[:i]), job.name
+    # one rung's arm, of a ladder of three
+    assert {j.name.split("/")[0] for j in ladder.jobs(str(tmp_path), "DATA", [750, 3000, 6000], 1, Budget(1500),
+                                                      False, ["cgap-3000"])} == {"cgap-3000"}
+    pruned = ladder.jobs(str(tmp_path), "DATA", [750, 3000], 1, Budget(1500), False, ["prune-3000"])
+    assert [j.name for j in pruned] == ["dense/seed1/train-750", "dense/seed1/train-3000", "prune-3000/seed1/prune",
+                                        "prune-3000/seed1/train", "prune-3000/seed1/test-sparse"]
+
