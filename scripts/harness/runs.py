@@ -7,8 +7,8 @@
   reproduce.py, the study, the ladder and the quickstart all resume by it.
 - A record is a JSON file, written whole or not at all (an interrupted write leaves the previous one) and
   read back as ``default`` when it is absent or cut short: reproduce.py's run.json, the study's
-  invocations.json and run records (docs/study-records/), the ladder's ladder.json (docs/gap-ladder.json)
-  and steps.json. ``record_invocation`` keeps the invocations.json of the study and of the ladder.
+  invocations.json and run records (docs/study-records/), the ladder's ladder.json (docs/gap-ladder.json),
+  steps.json and run records (harness/ladder/records.py). ``record_invocation`` keeps the invocations.json of the study and of the ladder.
 
 Importing this module needs neither fairseq nor torch.
 """
