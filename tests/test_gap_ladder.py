@@ -335,6 +335,21 @@ def test_an_arm_that_is_none_or_needs_a_rung_not_given_stops_the_ladder_before_i
     assert not (tmp_path / "ladder").exists() and capsys.readouterr().out == ""  # nothing prepared, nothing run
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--dry-run", "--write-records", "R"], "--recorded and --write-records are for the report: --dry-run writes none"),
+    (["--trained-at", "0123abc"], "--trained-at takes a commit's hash and names it in the records of --write-records"),
+    (["--write-records", "R", "--trained-at", "HEAD"], "--trained-at takes a commit's hash"),
+    (["--recorded", "DIR"], "--recorded DIR: no ladder run's record in it (RUN/seedN.json)")])
+def test_records_asked_for_wrongly_stop_the_ladder_before_it_starts(tmp_path, capsys, args, message):
+    (tmp_path / "DIR").mkdir()
+    args = [str(tmp_path / a) if a in ("R", "DIR") else a for a in args]
+    with pytest.raises(SystemExit) as stop:
+        h.command("gap_ladder").main(["--output-dir", str(tmp_path / "ladder"), *args])
+    said = str(stop.value).replace(str(tmp_path) + "/", "")
+    assert said.startswith("gap-ladder: error: ") and message in said
+    assert "\n" not in str(stop.value) and not (tmp_path / "ladder").exists() and not (tmp_path / "R").exists()
+
+
 # ------------------------------------------------------------------------------- seeds, run records
 def _log(path, losses):
     """A fairseq-train JSON log of these validations ({update: valid loss})."""

@@ -394,7 +394,7 @@ def _matched_table(rung: Rung) -> List[str]:
     rows = [[label, f"{budget[cell]:,}", rung.shown(cell),
              "" if cell == "cgap2" else _cell(rung.minus("cgap2", cell), "+")] for cell, label in MATCHED_ROWS]
     return [f"At C-GaP's budget with its second round, D = {dense}{'*' if rung.whole else ''}: {budget['cgap2']:,} "
-            f"updates ({1 + 2 * design.KAPPA} steps of {n} and a {dense:,}-update fine-tune). Prune-from-dense is "
+            f"updates ({1 + 2 * design.KAPPA} steps of {n:,} and a {dense:,}-update fine-tune). Prune-from-dense is "
             f"given as many twice: in today's proportions, half dense, half fine-tune ({half:,} + {rest:,}: the dense "
             f"run trained on to {half:,}), and from the dense checkpoint at D with the rest as fine-tune ({dense:,} + "
             f"{longer:,}: the rung's prune-from-dense trained on). Updates: each network's, from scratch.", "",
