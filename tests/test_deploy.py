@@ -192,10 +192,11 @@ def _doc_commands():
 
 
 def test_the_deploy_docs_measurement_commands_parse(tmp_path):
-    """The commands that measured docs/deploy.md's table name scripts that exist and flags they take:
-    the study's prints its commands (--dry-run), the benchmark's parses its arguments."""
+    """The commands that measured docs/deploy.md's tables (the first networks; the depth core's) name
+    scripts that exist and flags they take: the study's prints its commands (--dry-run), the benchmark's
+    parses its arguments."""
     measured = [a for a in _doc_commands() if a[0] == "python"]
-    assert [a[1] for a in measured] == ["scripts/study.py"] + ["scripts/deploy_benchmark.py"] * 2
+    assert [a[1] for a in measured] == (["scripts/study.py"] + ["scripts/deploy_benchmark.py"] * 2) * 2
     for argv in measured:
         script = os.path.join(ROOT, argv[1])
         if argv[1] == "scripts/study.py":
