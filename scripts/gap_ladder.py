@@ -52,7 +52,6 @@ from harness.ladder import design, records, report as ladder_report
 from harness.recipe import ROOT
 from harness.study import design as study
 from harness.study.design import Budget
-from harness.study.report import checkout_commit
 
 PROG = "gap-ladder"
 
@@ -132,7 +131,7 @@ def main(argv=None):
     if args.write_records:
         every = design.jobs(output, data, rungs, args.seed, budget, args.smoke)
         written, incomplete = records.write(output, todo, every, args.write_records,
-                                            args.trained_at or checkout_commit())
+                                            args.trained_at or runs.checkout_commit())
         print(f"{PROG}: wrote the records of {len(written)} runs into {args.write_records}"
               + (f"; not complete, no record: {', '.join(incomplete)}" if incomplete else ""))
 

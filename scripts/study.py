@@ -110,7 +110,7 @@ def main(argv=None):
     paths = report.write(output, [design.ROW[r] for r in rows], args.seeds, budget)
     if args.write_records:
         paths += report.write_records(output, [design.ROW[r] for r in rows], args.seeds, budget,
-                                            args.write_records, args.trained_at or report.checkout_commit())
+                                            args.write_records, args.trained_at or runs.checkout_commit())
     print(f"{PROG}: wrote {', '.join(paths)}")
 
 

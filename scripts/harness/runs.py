@@ -14,7 +14,10 @@ Importing this module needs neither fairseq nor torch.
 """
 import json
 import os
+import subprocess
 from typing import Optional
+
+from harness.recipe import ROOT
 
 INVOCATIONS = "invocations.json"
 
@@ -71,3 +74,14 @@ def record_invocation(output: str, entry: dict):
     same = lambda e: (e["date"], e["command"]) == (entry["date"], entry["command"])  # noqa: E731
     entries = sorted([e for e in read_invocations(output) if not same(e)] + [entry], key=lambda e: e["date"])
     write_record(os.path.join(output, INVOCATIONS), entries)
+
+
+def checkout_commit() -> Optional[str]:
+    """The commit of the code that runs (``+changes`` when the checkout has uncommitted changes); None outside git."""
+    def git(*args):
+        return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode:
+        return None
+    return head.stdout.strip() + ("+changes" if git("status", "--porcelain", "--untracked-files=no").stdout.strip() else "")

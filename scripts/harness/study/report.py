@@ -10,7 +10,6 @@ alone, ``core_loss`` of an ATS core); valid BLEU: greedy translations of the val
 import glob
 import os
 import statistics
-import subprocess
 from typing import Dict, List, Optional, Tuple
 
 from harness import bleu, fairseq_log, plots, runs
@@ -53,17 +52,6 @@ def run_record(output: str, row: Row, seed: int, budget: Budget, commit: str) ->
     return {"row": row.key, "seed": seed, "updates": budget.updates, "commit": commit,
             "training_wall_seconds": wall, "training_invocations": invocations, "commands": commands,
             "networks": networks}
-
-
-def checkout_commit() -> Optional[str]:
-    """The commit of the code that runs (``+changes`` when the checkout has uncommitted changes); None outside git."""
-    def git(*args):
-        return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True)
-
-    head = git("rev-parse", "HEAD")
-    if head.returncode:
-        return None
-    return head.stdout.strip() + ("+changes" if git("status", "--porcelain", "--untracked-files=no").stdout.strip() else "")
 
 
 def write_records(output: str, rows: List[Row], seeds: List[int], budget: Budget, directory: str,
