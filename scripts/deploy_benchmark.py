@@ -194,17 +194,17 @@ def time_cells(args, nets, timing) -> dict:
             rows[cell]["cpu_seconds"].append(cpu)
             rows[cell]["tokens"].append(tokens)
         print(f"{PROG}: timing round {r + 1}/{args.rounds} done", flush=True)
+    def median_ratio(row, ref, seconds="seconds"):  # of tokens per second, round by round
+        return statistics.median((t / s) / (rt / rs) for t, s, rt, rs in
+                                 zip(row["tokens"], row[seconds], ref["tokens"], ref[seconds]))
+
     for (name, engine, beam, bs), row in rows.items():
         ref = rows[(REFERENCE[0], REFERENCE[1], beam, bs)]
         row["tokens_per_s"] = sum(row["tokens"]) / sum(row["seconds"])
-        row["ratio"] = statistics.median(
-            (t / s) / (rt / rs) for t, s, rt, rs in zip(row["tokens"], row["seconds"], ref["tokens"], ref["seconds"]))
-        row["ratio_cpu"] = statistics.median(
-            (t / s) / (rt / rs) for t, s, rt, rs in zip(row["tokens"], row["cpu_seconds"], ref["tokens"], ref["cpu_seconds"]))
+        row["ratio"] = median_ratio(row, ref)
+        row["ratio_cpu"] = median_ratio(row, ref, "cpu_seconds")
         # against the standard Transformer in the same engine (what a deployment in that engine gains)
-        same = rows[(REFERENCE[0], engine, beam, bs)]
-        row["ratio_in_engine"] = statistics.median(
-            (t / s) / (rt / rs) for t, s, rt, rs in zip(row["tokens"], row["seconds"], same["tokens"], same["seconds"]))
+        row["ratio_in_engine"] = median_ratio(row, rows[(REFERENCE[0], engine, beam, bs)])
     return rows
 
 
