@@ -1,20 +1,20 @@
 """Running the scripts' commands: one into its log (``run_logged``), or jobs side by side, resumably (``run_jobs``).
 
 reproduce.py runs its steps one at a time with ``run_logged``; the study, the GaP ladder and the quickstart
-run ``Job`` lists with ``run_jobs``; either way a job is done when its marker exists (``runs.marker``). A
+run ``Job`` lists with ``run_jobs``; either way a job is done when its marker exists (``runs.marker``), and a
+``python -m MODULE`` command starts warm (``warm``: forked from a process that has imported MODULE). A
 job's command line may name a checkpoint that exists only once the jobs before it have run
 (``checkpoint_at``, ``continue_from``): ``resolve`` finds it when the job starts. Not a command itself.
 """
 import glob
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-from harness import console, fairseq_log, runs
+from harness import console, fairseq_log, runs, warm
 
 
 @dataclass
@@ -102,8 +102,7 @@ def run_logged(prog: str, what: str, argv: Sequence[str], log: str, env: Optiona
     with open(log, "a" if append else "w") as f:
         f.write(f"# {prog}: {shlex.join(argv)}\n")
         f.flush()
-        stderr = None if stderr_to_console else subprocess.STDOUT
-        rc = subprocess.run(list(argv), stdout=f, stderr=stderr, env=env).returncode
+        rc = warm.start(list(argv), f.fileno(), None if stderr_to_console else f.fileno(), env).wait()
     if rc != 0:
         print(console.log_tail(log), end="", file=sys.stderr)
         console.fail(prog, f"{what} failed (exit {rc}), log: {log}")
@@ -149,8 +148,7 @@ def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_progres
                 console.fail(prog, f"{job.name}: {e}")
             log.write(f"# {prog}: {' '.join(argv)}\n")
             log.flush()
-            running[job.name] = (job, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log,
-                                 time.time())
+            running[job.name] = (job, warm.start(argv, log.fileno(), log.fileno(), env), log, time.time())
             print(f"{prog}: started {job.name}", flush=True)
         if todo and not running:
             console.fail(prog, f"{todo[0].name} waits for a job that is not in this study")
@@ -160,7 +158,7 @@ def run_jobs(jobs: List[Job], parallel: int, threads: int, prog: str, on_progres
                       for n, (j, _, _, _) in running.items()]
             print(f"{prog}: running: {'; '.join(states)}", flush=True)
             on_progress()
-        time.sleep(1)
+        time.sleep(0.05)
 
 
 def minutes(seconds: float) -> str:
