@@ -8,8 +8,9 @@ import importlib.util
 import io
 import os
 import random
-import subprocess
 import sys
+import tempfile
+import time
 from typing import List, Optional
 
 import torch
@@ -136,13 +137,26 @@ def without_plugin_environment() -> dict:
 
 def plain_fairseq_generate(data_dir: str, path: str, flags: List[str]) -> str:
     """fairseq-generate as a user runs it on an export: its own process, no --user-dir, no plugin
-    environment; returns what it printed (raises, with its output, if it fails)."""
+    environment, a working directory without the plugin; returns what it printed (raises, with its output,
+    if it fails). Started warm (scripts/harness/warm.py: forked from a process, started the same way, that
+    has imported fairseq-generate; what a fresh process prints, tests/test_warm.py)."""
+    from harness import warm
+
     argv = [sys.executable, "-m", "fairseq_cli.generate", data_dir, "--path", path, "--task", "translation",
             "--batch-size", "8", "--num-workers", "0", "--cpu", "--gen-subset", "valid", *flags]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=without_plugin_environment(),
-                            cwd=os.path.dirname(path))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        command = warm.start(argv, out.fileno(), err.fileno(), env=without_plugin_environment(),
+                             cwd=tempfile.gettempdir())
+        deadline = time.time() + 300
+        while command.poll() is None:
+            if time.time() > deadline:
+                command.terminate()
+                command.wait()
+            time.sleep(0.02)
+        err.seek(0)
+        assert command.returncode == 0, err.read()[-3000:]
+        out.seek(0)
+        return out.read()
 
 
 def assert_same_training_state(a: dict, b: dict):
