@@ -12,7 +12,7 @@ from harness import runner, warm
 
 
 def _run(argv, log, cold: bool):
-    env = dict(os.environ, **{warm.COLD: "1" if cold else "0"})
+    env = dict(os.environ, **{warm.COLD: "1"}) if cold else None  # warm: the servers runner's commands use too
     with open(log, "w") as f:
         return warm.start([sys.executable, *argv], f.fileno(), f.fileno(), env).wait()
 
