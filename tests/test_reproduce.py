@@ -26,11 +26,6 @@ SCRIPTS = os.path.join(ROOT, "scripts")
 reproduce = h.command("reproduce")
 collect_results = h.command("collect_results")
 
-# hydra's deprecation notices about fairseq's way of composing (multi-line: pytest.ini's filters miss them)
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:(?s).*(ConfigStore schema|strict flag|_group_|no longer experimental|version_base):UserWarning")
-
-
 def dry_run(capsys, *argv):
     reproduce.main([*argv, "--dry-run"])
     return capsys.readouterr().out
