@@ -1,6 +1,8 @@
 """GaP end to end: C-GaP with a resume mid-step, exact sparsity, fixed masks, prune-from-dense, P-GaP."""
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -276,6 +278,14 @@ def test_prune_from_dense_finetune_export_and_plain_generate(data_dir, tmp_path)
     assert not any(k.endswith(".mask") for k in plain["model"])
     assert report["parameters"] == sparse + zeros  # every parameter, zeros in place; not the version buffers
     assert h.hypotheses(h.generate_main(data_dir, ["--task", "translation"], path=plain_pt, user_dir=False)) == plugin
+
+
+def test_the_sparse_copy_shows_none_of_torch_s_sparse_notices():
+    """torch warns, once per process, that its CSR support is in beta: the export's sparse copy shows no such
+    line to its user (its own process: an earlier test may have had the one warning)."""
+    code = "import torch; from fairseq_partitioned.cli.export import _csr32; _csr32(torch.eye(4))"
+    done = subprocess.run([sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_pgap_round_with_three_concurrent_workers_loses_no_parameter(data_dir, tmp_path):

@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from typing import Tuple
 
 import torch
@@ -199,10 +200,13 @@ def _check_sparsity(path: str, state: dict, masks: dict):
 
 def _csr32(dense: torch.Tensor) -> torch.Tensor:
     """CSR with 32-bit indices: half the index bytes of torch's default."""
-    csr = dense.to_sparse_csr()
-    return torch.sparse_csr_tensor(
-        csr.crow_indices().int(), csr.col_indices().int(), csr.values(), size=dense.shape
-    )
+    with warnings.catch_warnings():  # torch's notices that its CSR support is in beta and skips the invariant
+        # checks: this CSR is made from a dense tensor by torch itself, not from indices a user gave
+        warnings.filterwarnings("ignore", r"Sparse (CSR tensor support is in beta|invariant checks)", UserWarning)
+        csr = dense.to_sparse_csr()
+        return torch.sparse_csr_tensor(
+            csr.crow_indices().int(), csr.col_indices().int(), csr.values(), size=dense.shape
+        )
 
 
 def export_ctranslate2(path: str, level: str, output_dir: str, quantization: str = None, data: str = None,
