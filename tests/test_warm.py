@@ -36,12 +36,21 @@ def test_a_warm_training_and_translation_are_a_fresh_process_s_bit_for_bit(data_
     assert len(cold_lines) >= 3 * 40 and warm_lines == cold_lines  # sources, hypotheses, scores
 
 
-def test_a_failing_command_fails_warm_as_it_does_cold(tmp_path, capsys):
+def test_a_failing_command_fails_warm_as_it_does_cold(data_dir, tmp_path, capsys):
     bad = ["-m", "fairseq_cli.train", str(tmp_path / "no-data"), "--arch", "transformer", "--cpu", "--max-tokens", "9"]
     for cold in (True, False):
         log = str(tmp_path / f"{cold}.log")
         assert _run(bad, log, cold) == 1
         assert "FileNotFoundError" in open(log).read()
+    # the plugin's one-line error names the command as it does in a fresh process (from sys.argv)
+    usage = ["-m", "fairseq_cli.train", *h.train_args(data_dir, ["--gap-sparsity", "0.5", "--small-ratio", "0.5"],
+                                                     save_dir=str(tmp_path / "usage"))]
+    last = []
+    for cold in (True, False):
+        log = str(tmp_path / f"usage-{cold}.log")
+        assert _run(usage, log, cold) == 1
+        last.append(open(log).read().strip().splitlines()[-1])
+    assert last[0] == last[1] and last[0].startswith("fairseq-train: error: --small-ratio 0.5 is for"), last
     # runner.run_logged names the step and the log, its tail on the console, warm as before
     with pytest.raises(SystemExit) as exit_info:
         runner.run_logged("x", "step", [sys.executable, *bad], str(tmp_path / "x.log"))

@@ -121,13 +121,16 @@ def start(argv: List[str], stdout: int, stderr: Optional[int] = None, env: Optio
 def _child(module: str, args: List[str], out: int, err: int):
     """In the forked child: the command's output, then MODULE as ``__main__``, then the interpreter's own exit
     (the exit handlers, files flushed as their objects go; an exception's traceback and status 1)."""
+    import importlib.util
     import runpy
 
     os.dup2(out, 1)
     os.dup2(err, 2)
     os.close(out)
     os.close(err)
-    sys.argv = [module, *args]
+    # sys.argv as ``python -m`` leaves it, the module's file first (runpy's own setting of it lasts only while the
+    # module runs; an exception's hook, the plugin's one-line errors among them, reads it after)
+    sys.argv = [importlib.util.find_spec(module).origin, *args]
     sys.modules.pop(module, None)  # run as ``__main__`` only, as ``python -m`` runs it (runpy warns otherwise)
     runpy.run_module(module, run_name="__main__", alter_sys=True)
     sys.exit(0)
