@@ -8,6 +8,7 @@ import importlib.util
 import io
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,28 +136,36 @@ def without_plugin_environment() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("TORCH_FORCE")}
 
 
-def plain_fairseq_generate(data_dir: str, path: str, flags: List[str]) -> str:
-    """fairseq-generate as a user runs it on an export: its own process, no --user-dir, no plugin
-    environment, a working directory without the plugin; returns what it printed (raises, with its output,
-    if it fails). Started warm (scripts/harness/warm.py: forked from a process, started the same way, that
-    has imported fairseq-generate; what a fresh process prints, tests/test_warm.py)."""
+def run_command(argv: List[str], env: dict, cwd: Optional[str] = None, timeout: float = 300):
+    """A command in its own process, as ``subprocess.run(argv, capture_output=True, text=True, timeout=...)``
+    runs it; a ``python -m`` console script of fairseq's starts warm (scripts/harness/warm.py: forked from a
+    process, started in the same environment and directory, that has imported it; what a fresh process prints
+    and saves, tests/test_warm.py)."""
     from harness import warm
 
-    argv = [sys.executable, "-m", "fairseq_cli.generate", data_dir, "--path", path, "--task", "translation",
-            "--batch-size", "8", "--num-workers", "0", "--cpu", "--gen-subset", "valid", *flags]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        command = warm.start(argv, out.fileno(), err.fileno(), env=without_plugin_environment(),
-                             cwd=tempfile.gettempdir())
-        deadline = time.time() + 300
+        command = warm.start(argv, out.fileno(), err.fileno(), env=env, cwd=cwd)
+        deadline = time.time() + timeout
         while command.poll() is None:
             if time.time() > deadline:
                 command.terminate()
                 command.wait()
+                raise subprocess.TimeoutExpired(argv, timeout)
             time.sleep(0.02)
-        err.seek(0)
-        assert command.returncode == 0, err.read()[-3000:]
         out.seek(0)
-        return out.read()
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, command.returncode, out.read(), err.read())
+
+
+def plain_fairseq_generate(data_dir: str, path: str, flags: List[str]) -> str:
+    """fairseq-generate as a user runs it on an export: its own process, no --user-dir, no plugin
+    environment, a working directory without the plugin; returns what it printed (raises, with its output,
+    if it fails)."""
+    argv = [sys.executable, "-m", "fairseq_cli.generate", data_dir, "--path", path, "--task", "translation",
+            "--batch-size", "8", "--num-workers", "0", "--cpu", "--gen-subset", "valid", *flags]
+    result = run_command(argv, without_plugin_environment(), cwd=tempfile.gettempdir())
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def assert_same_training_state(a: dict, b: dict):

@@ -32,8 +32,8 @@ def _last(save_dir):
 
 def _fairseq(module, argv, env=None):
     """A fairseq console script (``fairseq_cli.MODULE``) as a user runs it: its own process."""
-    return subprocess.run([sys.executable, "-m", f"fairseq_cli.{module}", *argv], capture_output=True, text=True,
-                          timeout=300, env=dict(h.without_plugin_environment(), OMP_NUM_THREADS="1", **(env or {})))
+    return h.run_command([sys.executable, "-m", f"fairseq_cli.{module}", *argv],
+                         env=dict(h.without_plugin_environment(), OMP_NUM_THREADS="1", **(env or {})))
 
 
 def _assert_one_line(result, prog, *fragments):
