@@ -147,3 +147,26 @@ def test_a_resumed_trainings_wall_time_sums_its_invocations():
            '2026-12-06 19:57:19 | INFO | train_inner | {"num_updates": "1500", "wall": "0"}']
     assert fairseq_log.wall_seconds(log) == (2055 + 2689, 2)
     assert fairseq_log.wall_seconds(["# study: a command that never started"]) == (None, 0)
+
+
+def test_the_evidence_s_depth_table_is_the_committed_records(tmp_path):
+    """docs/evidence.md's depth table cites each seed-1 record of docs/study-records (test BLEU / valid loss at
+    U), and the report rebuilt from the records alone, on a machine without the runs, compares each choice with
+    its default on the valid split: LayerDrop's pruned network by its valid BLEU (fairseq gives it no valid loss)."""
+    records = os.path.join(ROOT, "docs", "study-records")
+    text = open(os.path.join(ROOT, "docs", "evidence.md")).read()
+    table = text[text.index("Seed 1, the checkpoint at update 1,500"):].split("\n\n")[1].replace("**", "")
+    rows = sorted(os.listdir(records))
+    for row in rows:
+        record = json.load(open(os.path.join(records, row, "seed1.json")))
+        for network, scores in record["networks"].items():
+            bleu, loss = scores["test_bleu"].get(str(record["updates"])), dict(scores["valid_loss"]).get(record["updates"])
+            cell = f"{'-' if bleu is None else f'{bleu:.2f}'} / {'-' if loss is None else f'{loss:.3f}'}"
+            assert cell in table, (row, network, cell)
+    done = subprocess.run([sys.executable, STUDY, "--report-only", "--recorded", records, "--rows", ",".join(rows),
+                           "--output-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pruned = [dict(json.load(open(os.path.join(records, row, "seed1.json")))["networks"]["pruned"]["valid_bleu"])[1500]
+              for row in ("layerdrop-0.5", "layerdrop")]
+    assert (f"| LayerDrop 0.5 on the decoder, pruned to 3+1 | pruned | 1 | - | {pruned[0]:.2f} | - | {pruned[1]:.2f} |"
+            in open(tmp_path / "study.md").read())

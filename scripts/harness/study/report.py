@@ -220,8 +220,10 @@ def choices_table(output: str, rows: List[Row], seeds: List[int], budget: Budget
             continue
         default = design.ROW[row.varies]
         for network in row.networks:
-            # the seeds that both the choice and its default have
+            # the seeds that both the choice and its default have (a valid loss, or for a network fairseq does
+            # not validate, LayerDrop's pruned one, a valid BLEU)
             same = [s for s in seeds if all(budget.updates in dict(valid_losses(output, r, s, network))
+                                            or budget.updates in dict(valid_bleus(output, r, s, network))
                                             for r in (row, default))]
             ours = valid_at(output, row, same, network, budget.updates)
             theirs = valid_at(output, default, same, network, budget.updates)
