@@ -34,9 +34,9 @@ def data_dir(tmp_path_factory):
 
 
 # `make test` runs the files on two workers, a file on one worker (its fixtures built once), each worker taking
-# the next file in collection order when it is done. The longest files go first, longest first, so that the
-# workers do not end with one idle beside the last of them: the files of 30 s or more (148 s to 34 s, each the sum
-# of its tests' times from `make test PYTEST_ADDOPTS=--durations=0`, alone on 2 cores).
+# the next file in collection order when it is done. The longest files go first, so that the workers do not end
+# with one idle beside the last of them: the files of 30 s or more, longest first (148 s to 34 s, each the sum of
+# its tests' times from `make test PYTEST_ADDOPTS=--durations=0`, alone on 2 cores).
 LONGEST_FIRST = ("test_study.py", "test_reproduce.py", "test_deploy.py", "test_faults.py", "test_gap_ladder.py",
                  "test_warm.py", "test_distillation.py", "test_gap.py", "test_benchmark.py", "test_bible_data.py")
 
