@@ -9,12 +9,14 @@ included, but not its ``__main__`` block) and then forks one child per command. 
 standard output and error at the command's, runs MODULE as ``__main__`` with the command's arguments (as
 ``python -m`` does), runs the exit handlers and exits with the command's status. What the child computes is
 what a fresh process computes (tests/test_warm.py compares checkpoints and translations bit for bit); what it
-does not repeat is the import, and the lines fairseq logs while importing (a tensorboardX notice).
+does not repeat is the import, the lines fairseq logs while importing (a tensorboardX notice), and the
+garbage collector's walks over the import's objects (frozen in the server).
 
 Only the console scripts' modules start warm (``MODULES``: importing them only defines their functions); any
 other command is a fresh process, as is every command with ``FAIRSEQ_PARTITIONED_COLD_STARTS=1`` in its
 environment. Not a command itself.
 """
+import gc
 import json
 import os
 import select
@@ -150,6 +152,11 @@ def _serve(module: str, fd: int):
             __import__(name)
     except BaseException:  # the child's own run of the module shows the error in its log
         pass
+    # The import's objects (torch's and fairseq's: most of a child's heap) live as long as the process: out of
+    # the garbage collector's reach, no child walks them again, in a full collection while it runs nor in the
+    # collections of its interpreter's exit (measured: a process that imports fairseq_cli.train and exits takes
+    # 4.1 s of CPU, 3.0 s with the import's objects frozen). Their pages stay shared with the server.
+    gc.freeze()
     sock = socket.socket(fileno=fd)
     running = set()
     while True:
