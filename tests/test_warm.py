@@ -1,6 +1,7 @@
 """Warm starts (scripts/harness/warm.py): a ``python -m`` command forked from a server that has imported its
 module computes what a fresh process computes, fails as one fails, and stops when terminated."""
 import os
+import re
 import sys
 import time
 
@@ -9,6 +10,9 @@ import torch
 
 import fairseq_helpers as h
 from harness import runner, warm
+
+# a line of logging, its level and logger in the format it was written in (fairseq's or logging's default), no time
+LOGGED = re.compile(r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d )?((?:\| )?(?:DEBUG|INFO|WARNING|ERROR)(?: \| |:)[\w.]+)")
 
 
 def _run(argv, log, cold: bool):
@@ -29,11 +33,18 @@ def test_a_warm_training_and_translation_are_a_fresh_process_s_bit_for_bit(data_
         assert _run(generate, save + ".generate.log", cold=start == "cold") == 0
         log = open(save + ".generate.log").read()
         out[start] = (torch.load(os.path.join(save, "checkpoint_last.pt"), weights_only=False),
-                      [line for line in log.splitlines() if line[:2] in ("S-", "H-", "P-")])
+                      [line for line in log.splitlines() if line[:2] in ("S-", "H-", "P-")],
+                      [m.group(1) for text in (open(save + ".train.log").read(), log)
+                       for m in map(LOGGED.match, text.splitlines()) if m])
         assert "BLEU4" in log and "| INFO | fairseq_cli.train | done training" in open(save + ".train.log").read()
-    (cold_state, cold_lines), (warm_state, warm_lines) = out["cold"], out["warm"]
+    (cold_state, cold_lines, cold_logged), (warm_state, warm_lines, warm_logged) = out["cold"], out["warm"]
     h.assert_same_training_state(cold_state, warm_state)
     assert len(cold_lines) >= 3 * 40 and warm_lines == cold_lines  # sources, hypotheses, scores
+    # the training and the translation log what a fresh process logs, in its format (fairseq's import sets logging
+    # up, in an order that differs between the two modules), but for the notice fairseq logs while it imports
+    # (tensorboardX), which a warm command does not repeat
+    cold_logged = [line for line in cold_logged if not line.endswith("fairseq.tasks.text_to_speech")]
+    assert len(cold_logged) >= 3 and warm_logged == cold_logged, (cold_logged, warm_logged)
 
 
 def test_a_failing_command_fails_warm_as_it_does_cold(data_dir, tmp_path, capsys):
