@@ -143,6 +143,9 @@ def run_command(argv: List[str], env: dict, cwd: Optional[str] = None, timeout: 
     and saves, tests/test_warm.py)."""
     from harness import warm
 
+    # pytest names the running test in the environment (PYTEST_CURRENT_TEST): left out, the commands of every test
+    # share the server of their environment and directory, where they would start one for each test
+    env = {k: v for k, v in env.items() if k != "PYTEST_CURRENT_TEST"}
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         command = warm.start(argv, out.fileno(), err.fileno(), env=env, cwd=cwd)
         deadline = time.time() + timeout
