@@ -31,12 +31,11 @@ def test_a_warm_training_and_translation_are_a_fresh_process_s_bit_for_bit(data_
                     "translation_with_partitioned_model", "--path", os.path.join(save, "checkpoint_last.pt"),
                     "--beam", "2", "--gen-subset", "valid", "--max-level", "1", "--cpu", "--num-workers", "0"]
         assert _run(generate, save + ".generate.log", cold=start == "cold") == 0
-        log = open(save + ".generate.log").read()
+        log, train_log = open(save + ".generate.log").read(), open(save + ".train.log").read()
         out[start] = (torch.load(os.path.join(save, "checkpoint_last.pt"), weights_only=False),
                       [line for line in log.splitlines() if line[:2] in ("S-", "H-", "P-")],
-                      [m.group(1) for text in (open(save + ".train.log").read(), log)
-                       for m in map(LOGGED.match, text.splitlines()) if m])
-        assert "BLEU4" in log and "| INFO | fairseq_cli.train | done training" in open(save + ".train.log").read()
+                      [m.group(1) for text in (train_log, log) for m in map(LOGGED.match, text.splitlines()) if m])
+        assert "BLEU4" in log and "| INFO | fairseq_cli.train | done training" in train_log
     (cold_state, cold_lines, cold_logged), (warm_state, warm_lines, warm_logged) = out["cold"], out["warm"]
     h.assert_same_training_state(cold_state, warm_state)
     assert len(cold_lines) >= 3 * 40 and warm_lines == cold_lines  # sources, hypotheses, scores
