@@ -150,21 +150,24 @@ def test_a_resumed_trainings_wall_time_sums_its_invocations():
 
 
 def test_the_evidence_s_depth_table_is_the_committed_records(tmp_path):
-    """docs/evidence.md's depth tables, one per seed, cite each record of docs/study-records (test BLEU / valid
-    loss at U), and the report rebuilt from the records alone, on a machine without the runs, compares each
-    choice with its default on the valid split: LayerDrop's pruned network by its valid BLEU (fairseq gives it
-    no valid loss)."""
+    """docs/evidence.md's depth tables, one per seed and budget, cite each record of docs/study-records (test BLEU /
+    valid loss at each budget the run was scored at: 1,500, and 9,000 for a run trained on), and the report rebuilt
+    from the records alone, on a machine without the runs, compares each choice with its default on the valid
+    split: LayerDrop's pruned network by its valid BLEU (fairseq gives it no valid loss)."""
     records = os.path.join(ROOT, "docs", "study-records")
     text = open(os.path.join(ROOT, "docs", "evidence.md")).read()
     rows = sorted(os.listdir(records))
     for row, name in ((row, name) for row in rows for name in sorted(os.listdir(os.path.join(records, row)))):
         record = json.load(open(os.path.join(records, row, name)))
-        heading = "\n" + f"Seed {record['seed']}, "
-        table = text[text.index(heading):].split("\n\n")[1].replace("**", "")
-        for network, scores in record["networks"].items():
-            bleu, loss = scores["test_bleu"].get(str(record["updates"])), dict(scores["valid_loss"]).get(record["updates"])
-            cell = f"{'-' if bleu is None else f'{bleu:.2f}'} / {'-' if loss is None else f'{loss:.3f}'}"
-            assert cell in table, (row, record["seed"], network, cell)
+        # a run trained on has a test BLEU at each budget it was scored at, each in its own table
+        scored = {int(u) for scores in record["networks"].values() for u in scores["test_bleu"]} or {record["updates"]}
+        for updates in sorted(scored):
+            heading = "\n" + f"Seed {record['seed']} at update {updates:,} ("
+            table = text[text.index(heading):].split("\n\n")[1].replace("**", "")
+            for network, scores in record["networks"].items():
+                bleu, loss = scores["test_bleu"].get(str(updates)), dict(scores["valid_loss"]).get(updates)
+                cell = f"{'-' if bleu is None else f'{bleu:.2f}'} / {'-' if loss is None else f'{loss:.3f}'}"
+                assert cell in table, (row, record["seed"], updates, network, cell)
     done = subprocess.run([sys.executable, STUDY, "--report-only", "--recorded", records, "--rows", ",".join(rows),
                            "--output-dir", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
