@@ -163,6 +163,7 @@ def test_the_evidence_s_depth_table_is_the_committed_records(tmp_path):
         scored = {int(u) for scores in record["networks"].values() for u in scores["test_bleu"]} or {record["updates"]}
         for updates in sorted(scored):
             heading = "\n" + f"Seed {record['seed']} at update {updates:,} ("
+            assert heading in text, (row, record["seed"], updates, "no table")
             table = text[text.index(heading):].split("\n\n")[1].replace("**", "")
             for network, scores in record["networks"].items():
                 bleu, loss = scores["test_bleu"].get(str(updates)), dict(scores["valid_loss"]).get(updates)
