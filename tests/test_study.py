@@ -135,6 +135,32 @@ def test_the_depth_rows_are_scored_and_the_report_rebuilds_from_their_records(st
     assert all(os.path.getsize(os.path.join(elsewhere, f)) > 0 for f in ("study.png", "curves.png"))
 
 
+def _record_invocations(output, name, count):
+    from harness import runs
+
+    for i in range(count):
+        for seconds in (0, i + 1):  # recorded when it starts, then updated
+            runs.record_invocation(output, {"date": f"2026-12-07 {name} {i:03d}", "command": name, "seconds": seconds})
+
+
+def test_invocations_at_the_same_time_on_one_output_keep_every_entry(tmp_path):
+    """Two study or ladder invocations on one --output-dir (the evidence runs two at a time) rewrite its
+    invocations.json in turns: each keeps the other's entries, and the file is never one written into twice."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")  # pure Python, no torch in the children
+    workers = [context.Process(target=_record_invocations, args=(str(tmp_path), f"w{n}", 60)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0
+    entries = json.load(open(tmp_path / "invocations.json"))
+    assert sorted((e["command"], e["seconds"]) for e in entries) == sorted(
+        (f"w{n}", i + 1) for n in range(4) for i in range(60))
+    assert sorted(os.listdir(tmp_path)) == ["invocations.json", "invocations.json.lock"]  # no temporary file left
+
+
 def test_a_resumed_trainings_wall_time_sums_its_invocations():
     """fairseq's own wall meter restarts from 0 on resume: a record's wall time is each invocation's span, summed."""
     from harness import fairseq_log

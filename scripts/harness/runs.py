@@ -12,9 +12,11 @@
 
 Importing this module needs neither fairseq nor torch.
 """
+import fcntl
 import json
 import os
 import subprocess
+import threading
 from typing import Optional
 
 from harness.recipe import ROOT
@@ -56,12 +58,14 @@ def read_record(path: str, default=None):
 
 
 def write_record(path: str, record):
-    """Write the record whole (indented one space, a final newline), replacing the previous one at once."""
+    """Write the record whole (indented one space, a final newline), replacing the previous one at once; the
+    temporary file is this process's and thread's own, so two writers of one record never write into one file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
+    tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
+    with open(tmp, "w") as f:
         json.dump(record, f, indent=1)
         f.write("\n")
-    os.replace(path + ".tmp", path)
+    os.replace(tmp, path)
 
 
 def read_invocations(output: str) -> list:
@@ -70,10 +74,16 @@ def read_invocations(output: str) -> list:
 
 def record_invocation(output: str, entry: dict):
     """Add the invocation to OUTPUT/invocations.json, or update it (the same ``date`` and ``command``): it is
-    recorded when it starts, after every command and every 5 minutes, so an interrupted one keeps its time so far."""
+    recorded when it starts, after every command and every 5 minutes, so an interrupted one keeps its time so far.
+    Invocations that run at the same time on one OUTPUT take turns (a lock on OUTPUT/invocations.json.lock), so
+    none reads the file while another rewrites it and drops the other's entry."""
     same = lambda e: (e["date"], e["command"]) == (entry["date"], entry["command"])  # noqa: E731
-    entries = sorted([e for e in read_invocations(output) if not same(e)] + [entry], key=lambda e: e["date"])
-    write_record(os.path.join(output, INVOCATIONS), entries)
+    path = os.path.join(output, INVOCATIONS)
+    os.makedirs(output, exist_ok=True)
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        entries = sorted([e for e in read_invocations(output) if not same(e)] + [entry], key=lambda e: e["date"])
+        write_record(path, entries)
 
 
 def checkout_commit() -> Optional[str]:
