@@ -62,10 +62,14 @@ def write_record(path: str, record):
     temporary file is this process's and thread's own, so two writers of one record never write into one file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.{os.getpid()}-{threading.get_ident()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(record, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:  # a write cut short (Ctrl-C, a record that is not JSON) leaves no file of its own behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def read_invocations(output: str) -> list:
