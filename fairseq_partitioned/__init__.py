@@ -7,8 +7,19 @@ of the user's printed as one line (``errors.py``), and has a data-parallel run's
 before the interpreter exits (``process_groups.py``).
 """
 import atexit
+import logging
 
-from . import checkpoints, errors, optim, process_groups, tasks  # noqa: F401
+# Where this package is the first to import fairseq (`python -m fairseq_partitioned`,
+# fairseq-partitioned-export, a Python program), fairseq's import would print, on the stderr handler it
+# sets up itself, "INFO:fairseq.tasks.text_to_speech:Please install tensorboardX" (used by nothing here).
+# That one logger is quiet for the import only, and set back after it.
+_tts_notice = logging.getLogger("fairseq.tasks.text_to_speech")
+_tts_level = _tts_notice.level
+_tts_notice.setLevel(logging.WARNING)
+try:
+    from . import checkpoints, errors, optim, process_groups, tasks  # noqa: F401
+finally:
+    _tts_notice.setLevel(_tts_level)
 
 checkpoints.register_safe_types()  # checkpoints load with torch's weights-only guard on (checkpoints.py)
 errors.install_excepthook()  # fairseq-train/-generate show a UsageError as its one line (errors.py)

@@ -1,11 +1,14 @@
 """The documented recipes run as written. The README's ATS and GaP commands for your own data set up their
 task and build their model; docs/gap.md's GaP recipes for WMT14: its data preparation gives the joined
 dictionary that ``--share-all-embeddings`` needs, the C-GaP command sets up and builds its model, and the
-P-GaP command's workers are fairseq-train command lines that fairseq parses. Read from the documents
+P-GaP command's workers are fairseq-train command lines that fairseq parses; the install check and the
+export print their own output, not fairseq's import notices. Read from the documents
 themselves, so the text and the test cannot drift apart."""
 import os
 import re
 import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -41,6 +44,19 @@ def _with_data(argv: list, data: str) -> list:
     argv = [data if a.startswith("data-bin/") else a for a in argv]
     return [h.PLUGIN_DIR if a == "fairseq_partitioned" and argv[i - 1] == "--user-dir" else a
             for i, a in enumerate(argv)]
+
+
+@pytest.mark.parametrize("argv", [[sys.executable, "-m", "fairseq_partitioned"],
+                                  [os.path.join(os.path.dirname(sys.executable), "fairseq-partitioned-export"), "--help"]])
+def test_the_plugins_own_commands_print_theirs_and_nothing_of_fairseqs_import(argv, tmp_path):
+    """The README's install check and the export, fresh processes outside the checkout: fairseq's import
+    prints an INFO notice to install tensorboardX on a stderr handler it sets up itself; the plugin's
+    commands print their own output only."""
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=h.without_plugin_environment())
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.startswith(("fairseq_partitioned ", "usage: fairseq-partitioned-export"))
+    if argv[-1] == "fairseq_partitioned":
+        assert len(done.stdout.splitlines()) == 1 and "fairseq-fixed 0.12.3.1, torch 2.13.0" in done.stdout
 
 
 def test_the_wmt14_preparation_makes_the_joined_dictionary_the_recipes_need():
